@@ -1,0 +1,5 @@
+"""offboard: offboard a departing MSP client safely, with evidence."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,353 @@
+"""The built-in demo client: docker containers that act as the `lab` client's machines.
+
+`offboard lab up` builds a Debian systemd image locally (mmdebstrap + docker import; no registry is
+needed), starts the docker daemon with its bridge disabled if it is not running, creates one container
+per host of inventories/lab/, plants the MSP's footprints and the client's own software, and stops the
+hosts marked `lab_offline` (the laptop in a desk drawer). Containers run with `--network none` and are
+reached through the docker API, so no lab traffic ever leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from offboard.paths import project_root
+
+IMAGE_REPO = "offboard-lab"
+LABEL = "io.offboard.lab"
+SUITE = "bookworm"
+# Everything the lab hosts and the molecule scenarios need on a target. Part of the image's content
+# hash: changing this list builds a new image.
+PACKAGES = (
+    "python3",
+    "python3-apt",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "cron",
+    "sudo",
+    "procps",
+)
+DOCKERD_ARGS = ("--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false")
+RUN_ARGS = (
+    "--network",
+    "none",
+    "--cap-add",
+    "SYS_ADMIN",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "--cgroupns=host",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    # systemd shuts down cleanly and fast on SIGRTMIN+3 (0.2 s instead of a 10 s kill).
+    "--stop-signal",
+    "SIGRTMIN+3",
+)
+
+
+class LabError(RuntimeError):
+    """The lab could not be brought to the asked state; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    container: str
+    offline: bool
+
+
+def _run(cmd: list[str], *, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, text=True, capture_output=quiet, check=False)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout or "").strip() if quiet else ""
+        raise LabError(f"{' '.join(cmd[:3])} ... failed (rc {proc.returncode}): {detail[-800:]}")
+    return proc
+
+
+def lab_hosts(root: Path | None = None) -> list[LabHost]:
+    """Hosts of inventories/lab/hosts.yml with their container names."""
+    root = root or project_root()
+    data = yaml.safe_load((root / "inventories" / "lab" / "hosts.yml").read_text(encoding="utf-8"))
+    hosts: list[LabHost] = []
+
+    def walk(group: dict) -> None:
+        for name, hvars in (group.get("hosts") or {}).items():
+            hvars = hvars or {}
+            hosts.append(LabHost(name, hvars.get("ansible_host", name), bool(hvars.get("lab_offline"))))
+        for child in (group.get("children") or {}).values():
+            walk(child or {})
+
+    walk(data["lab"])
+    return hosts
+
+
+def image_tag() -> str:
+    """Content-addressed tag: same package list and suite -> same image, built once."""
+    digest = hashlib.sha256(json.dumps([SUITE, sorted(PACKAGES)]).encode()).hexdigest()[:12]
+    return f"{IMAGE_REPO}:{digest}"
+
+
+def docker_ready() -> bool:
+    return shutil.which("docker") is not None and _run(["docker", "info"], check=False).returncode == 0
+
+
+def ensure_docker(timeout: float = 60.0) -> None:
+    """Start dockerd (bridge off: containers get no network) unless a daemon already answers."""
+    if docker_ready():
+        return
+    if shutil.which("dockerd") is None:
+        raise LabError("dockerd is not installed: apt-get install -y docker.io (make demo does this)")
+    log = Path(os.environ.get("OFFBOARD_DOCKERD_LOG", "/var/log/offboard-dockerd.log"))
+    with log.open("ab") as handle:
+        subprocess.Popen(  # noqa: S603 - fixed argv
+            ["dockerd", *DOCKERD_ARGS],
+            stdout=handle,
+            stderr=handle,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if docker_ready():
+            return
+        time.sleep(0.5)
+    raise LabError(f"dockerd did not answer within {timeout:.0f}s; see {log}")
+
+
+def image_exists(tag: str) -> bool:
+    return _run(["docker", "image", "inspect", tag], check=False).returncode == 0
+
+
+def ensure_image(log=print) -> str:
+    """Build the lab image unless the content-addressed tag exists; also tag it :latest (molecule)."""
+    tag = image_tag()
+    if not image_exists(tag):
+        if shutil.which("mmdebstrap") is None:
+            raise LabError("mmdebstrap is not installed: apt-get install -y mmdebstrap (make demo does this)")
+        log(f"building lab image {tag} with mmdebstrap (about 30 s)")
+        with tempfile.TemporaryDirectory(prefix="offboard-lab-") as tmp:
+            tar = Path(tmp) / "rootfs.tar"
+            _run(
+                [
+                    "mmdebstrap",
+                    "--variant=minbase",
+                    f"--include={','.join(PACKAGES)}",
+                    SUITE,
+                    str(tar),
+                ]
+            )
+            _run(["docker", "import", "--change", 'CMD ["/lib/systemd/systemd"]', str(tar), tag])
+    _run(["docker", "tag", tag, f"{IMAGE_REPO}:latest"])
+    return tag
+
+
+def container_state(name: str) -> dict | None:
+    proc = _run(["docker", "inspect", name], check=False)
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout)[0]
+
+
+def ensure_container(host: LabHost, tag: str) -> None:
+    """Create (or recreate, when built from another image) and start the host's container."""
+    state = container_state(host.container)
+    if state is not None:
+        labels = state["Config"].get("Labels") or {}
+        if labels.get(LABEL) != "1":
+            raise LabError(f"a container named {host.container} exists and is not a lab container: remove it")
+        if state["Config"]["Image"] != tag:
+            _run(["docker", "rm", "-f", host.container])
+            state = None
+    if state is None:
+        _run(
+            [
+                "docker",
+                "create",
+                "--name",
+                host.container,
+                "--hostname",
+                host.name,
+                "--label",
+                f"{LABEL}=1",
+                "--label",
+                f"{LABEL}.host={host.name}",
+                *RUN_ARGS,
+                tag,
+            ]
+        )
+    if state is None or not state["State"]["Running"]:
+        _run(["docker", "start", host.container])
+
+
+def _ansible_env(root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ANSIBLE_CONFIG"] = str(root / "ansible.cfg")
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    # Planting is not an offboarding run: it leaves no evidence.
+    env["OFFBOARD_NO_EVIDENCE"] = "1"
+    return env
+
+
+def plant(root: Path, verbose: bool = False) -> None:
+    cmd = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(root / "inventories" / "lab"),
+        str(root / "playbooks" / "lab" / "plant.yml"),
+    ]
+    proc = subprocess.run(cmd, cwd=root, env=_ansible_env(root), text=True, capture_output=not verbose)
+    if proc.returncode != 0:
+        tail = "" if verbose else (proc.stdout or "")[-3000:]
+        raise LabError(f"planting the lab failed (rc {proc.returncode}):\n{tail}")
+
+
+def up(verbose: bool = False, log=print) -> list[LabHost]:
+    """Bring the lab to its defined state: image, running containers, planted, offline host stopped."""
+    root = project_root()
+    ensure_docker()
+    tag = ensure_image(log)
+    hosts = lab_hosts(root)
+    for host in hosts:
+        ensure_container(host, tag)
+    log(f"planting footprints on {len(hosts)} lab machines")
+    plant(root, verbose=verbose)
+    for host in hosts:
+        if host.offline:
+            _run(["docker", "stop", host.container])
+            log(f"{host.name}: stopped after planting (offline device)")
+    return hosts
+
+
+def down(log=print) -> int:
+    """Remove every lab container (and only those: selected by label)."""
+    if not docker_ready():
+        return 0
+    ids = _run(["docker", "ps", "-aq", "--filter", f"label={LABEL}=1"]).stdout.split()
+    if ids:
+        _run(["docker", "rm", "-f", *ids])
+    log(f"removed {len(ids)} lab container(s)")
+    return len(ids)
+
+
+def status_rows() -> list[tuple[str, str, str]]:
+    rows = []
+    ready = docker_ready()
+    for host in lab_hosts():
+        state = container_state(host.container) if ready else None
+        if state is None:
+            status = "absent" if ready else "docker not running"
+        else:
+            status = state["State"]["Status"]
+        expected = "stopped (offline device)" if host.offline else "running"
+        rows.append((host.name, status, expected))
+    return rows
+
+
+def start_host(name: str) -> None:
+    """Start one lab machine (e.g. the offline laptop coming back)."""
+    for host in lab_hosts():
+        if host.name == name:
+            _run(["docker", "start", host.container])
+            return
+    raise LabError(f"no lab host named {name}")
+
+
+def stop_host(name: str) -> None:
+    for host in lab_hosts():
+        if host.name == name:
+            _run(["docker", "stop", host.container])
+            return
+    raise LabError(f"no lab host named {name}")
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    try:
+        up(verbose=args.verbose)
+    except LabError as exc:
+        print(f"offboard lab up: {exc}", file=sys.stderr)
+        return 1
+    return _cmd_status(args)
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    try:
+        down()
+    except LabError as exc:
+        print(f"offboard lab down: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    rows = status_rows()
+    width = max(len(r[0]) for r in rows)
+    print(f"{'HOST':<{width}}  {'CONTAINER':<10}  EXPECTED")
+    for name, status, expected in rows:
+        print(f"{name:<{width}}  {status:<10}  {expected}")
+    ok = all(
+        status == ("exited" if expected.startswith("stopped") else "running") for _, status, expected in rows
+    )
+    return 0 if ok else 1
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    try:
+        start_host(args.host)
+    except LabError as exc:
+        print(f"offboard lab start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    try:
+        stop_host(args.host)
+    except LabError as exc:
+        print(f"offboard lab stop: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    lab = subparsers.add_parser(
+        "lab",
+        help="the built-in demo client: containers that play the lab client's machines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = lab.add_subparsers(dest="lab_command", metavar="ACTION")
+    sub.required = True
+    p_up = sub.add_parser("up", help="build the image if needed, create, plant, stop the offline laptop")
+    p_up.add_argument("-v", "--verbose", action="store_true", help="show the plant playbook's output")
+    p_up.set_defaults(func=_cmd_up)
+    sub.add_parser("down", help="remove the lab's containers (only those)").set_defaults(func=_cmd_down)
+    sub.add_parser("status", help="one line per lab machine: container state").set_defaults(func=_cmd_status)
+    p_start = sub.add_parser("start", help="start one lab machine, e.g. the offline laptop coming back")
+    p_start.add_argument("host")
+    p_start.set_defaults(func=_cmd_start)
+    p_stop = sub.add_parser("stop", help="stop one lab machine (take it offline)")
+    p_stop.add_argument("host")
+    p_stop.set_defaults(func=_cmd_stop)
