@@ -1,0 +1,113 @@
+"""The preflight guard's checks, on plain variables (the integration tests run it for real)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+
+import pytest
+
+from tests.conftest import ROOT
+
+_spec = importlib.util.spec_from_file_location("offboard_preflight", ROOT / "plugins/action/offboard_preflight.py")
+preflight = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(preflight)
+
+CATALOG = [str(ROOT / "roles/rmm_agent_removal/vars/catalog")]
+DATES = {"start": "2026-11-02", "contract_end": "2026-11-30", "access_revocation": "2026-11-16"}
+
+
+def _vars(selected, hostvars, limit="acme", tags=("agents",)):
+    groups = {"all": list(hostvars)}
+    for host, hv in hostvars.items():
+        groups.setdefault(hv.get("offboard_client_id", "ungrouped"), []).append(host)
+    return {
+        "hostvars": hostvars,
+        "groups": groups,
+        "ansible_limit": limit,
+        "ansible_play_hosts_all": selected,
+        "ansible_run_tags": list(tags),
+        "ansible_check_mode": False,
+    }
+
+
+def _client(client="acme", **extra):
+    return {"offboard_client_id": client, "offboard_dates": dict(DATES), "offboard_msp_agents": [], **extra}
+
+
+def test_a_valid_single_client_run_passes_and_summarises():
+    hv = {"acme-a": _client(offboard_msp_agents=[{"product": "ninjaone"}]), "acme-b": _client()}
+    result = preflight.check(_vars(["acme-a", "acme-b"], hv), CATALOG, ["agents"])
+    assert result["client"] == "acme"
+    assert result["hosts"] == 2
+    assert "LIVE" in result["summary"] and "ninjaone" in result["summary"]
+
+
+def test_no_limit_is_refused_naming_the_clients():
+    hv = {"acme-a": _client(), "beta-a": _client("beta")}
+    with pytest.raises(preflight.PreflightError, match=r"no --limit.*acme, beta"):
+        preflight.check(_vars(["acme-a", "beta-a"], hv, limit=None), CATALOG, ["agents"])
+
+
+def test_a_limit_spanning_two_clients_is_refused():
+    hv = {"acme-a": _client(), "beta-a": _client("beta")}
+    with pytest.raises(preflight.PreflightError, match="more than one client: acme .1 hosts., beta"):
+        preflight.check(_vars(["acme-a", "beta-a"], hv, limit="acme,beta"), CATALOG, ["agents"])
+
+
+def test_a_host_without_client_id_is_refused():
+    hv = {"stray": {}}
+    with pytest.raises(preflight.PreflightError, match="stray have no offboard_client_id"):
+        preflight.check(_vars(["stray"], hv, limit="stray"), CATALOG, ["agents"])
+
+
+@pytest.mark.parametrize(
+    ("dates", "message"),
+    [
+        ({**DATES, "contract_end": "2026-10-01"}, "is before offboard_dates.start"),
+        ({**DATES, "start": "yesterday"}, "ISO date"),
+        ({k: v for k, v in DATES.items() if k != "access_revocation"}, "access_revocation is missing"),
+        ({**DATES, "access_revocation": "2027-01-01"}, "must fall between"),
+    ],
+)
+def test_bad_dates_are_refused_with_what_to_fix(dates, message):
+    hv = {"acme-a": _client(offboard_dates=dates)}
+    with pytest.raises(preflight.PreflightError, match=message):
+        preflight.check(_vars(["acme-a"], hv), CATALOG, ["agents"])
+
+
+def test_yaml_dates_are_accepted_as_well_as_strings():
+    dates = {"start": dt.date(2026, 11, 2), "contract_end": dt.date(2026, 11, 30), "access_revocation": "2026-11-16"}
+    assert preflight.validate_dates(dates)["contract_end"] == dt.date(2026, 11, 30)
+
+
+@pytest.mark.parametrize(
+    ("agents", "message"),
+    [
+        ([{"product": "nosuchrmm"}], "unknown product 'nosuchrmm'"),
+        ([{"product": "screenconnect"}], "instance ids"),
+        ([{"product": "ninjaone", "instances": ["x"]}], "no per-instance agents"),
+        ([{"product": "ninjaone"}, {"product": "ninjaone"}], "listed twice"),
+        ([{"product": "screenconnect", "instances": ["a b; rm -rf /"]}], "not a plain id"),
+        ("ninjaone", "must be a list"),
+    ],
+)
+def test_bad_agent_lists_are_refused(agents, message):
+    hv = {"acme-a": _client(offboard_msp_agents=agents)}
+    with pytest.raises(preflight.PreflightError, match=message):
+        preflight.check(_vars(["acme-a"], hv), CATALOG, ["agents"])
+
+
+@pytest.mark.parametrize(
+    ("tags", "message"),
+    [(["access"], "phase 'access' has no automation"), (["agnets"], "unknown tag 'agnets'")],
+)
+def test_unknown_or_unimplemented_tags_are_refused(tags, message):
+    hv = {"acme-a": _client()}
+    with pytest.raises(preflight.PreflightError, match=message):
+        preflight.check(_vars(["acme-a"], hv, tags=tags), CATALOG, ["agents"])
+
+
+def test_role_names_are_valid_tags():
+    hv = {"acme-a": _client()}
+    assert preflight.check(_vars(["acme-a"], hv, tags=["rmm_agent_removal"]), CATALOG, ["agents"])["hosts"] == 1
