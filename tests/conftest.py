@@ -1,0 +1,40 @@
+"""Shared test helpers: paths and a runner for ansible-playbook from the repository root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def ansible_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env.update(extra)
+    return env
+
+
+def playbook(*args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook exactly as a user would from the repository root."""
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), *args],
+        cwd=ROOT,
+        env=env or ansible_env(),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT

@@ -1,0 +1,73 @@
+"""offboard.yml refuses any run that does not target exactly one valid client, before touching a host."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, playbook
+
+pytestmark = pytest.mark.lab
+
+
+def _refused(proc, needle: str) -> None:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-2000:]
+    assert needle in out, out[-2000:]
+    # Nothing after the guard ran: no task of any phase role started.
+    assert "rmm_agent_removal" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--tags", "agents"], "no --limit given"),
+        (["-l", "lab,example", "--tags", "agents"], "more than one client"),
+        (["-l", "lab", "--tags", "nosuchphase"], "unknown tag 'nosuchphase'"),
+        (["-l", "lab", "--tags", "access"], "phase 'access' has no automation"),
+    ],
+    ids=["no-limit", "two-clients", "unknown-tag", "unimplemented-phase"],
+)
+def test_refused_runs_leave_the_lab_untouched(lab_session, args, needle):
+    before = lab_session.snapshot_all()
+    proc = playbook("offboard.yml", *args)
+    _refused(proc, needle)
+    assert lab_session.snapshot_all() == before
+
+
+def test_limit_selecting_no_host_is_refused(lab_session):
+    before = lab_session.snapshot_all()
+    proc = playbook("offboard.yml", "-l", "nosuchclient", "--tags", "agents")
+    assert proc.returncode != 0
+    assert "no hosts" in (proc.stdout + proc.stderr).lower()
+    assert lab_session.snapshot_all() == before
+
+
+def _bad_inventory(tmp_path: Path, replace: tuple[str, str]) -> Path:
+    inv = tmp_path / "lab"
+    shutil.copytree(ROOT / "inventories" / "lab", inv)
+    gv = inv / "group_vars" / "lab.yml"
+    text = gv.read_text()
+    assert replace[0] in text
+    gv.write_text(text.replace(*replace))
+    return inv
+
+
+@pytest.mark.parametrize(
+    ("replace", "needle"),
+    [
+        (('contract_end: "2026-12-31"', 'contract_end: "2026-10-01"'), "is before offboard_dates.start"),
+        (('start: "2026-11-02"', 'start: "2 Nov 2026"'), "write it as an ISO date"),
+        (("- product: superops", "- product: superopz"), "unknown product 'superopz'"),
+        (("    instances: [5e0b1c2d3a4f6789]\n", ""), "list the departing MSP's instance ids"),
+    ],
+    ids=["contract-end-before-start", "unparseable-date", "unknown-vendor", "instance-missing"],
+)
+def test_invalid_client_variables_are_refused_before_any_change(lab_session, tmp_path, replace, needle):
+    inv = _bad_inventory(tmp_path, replace)
+    before = lab_session.snapshot_all()
+    proc = playbook("offboard.yml", "-i", str(inv), "-l", "lab", "--tags", "agents")
+    _refused(proc, needle)
+    assert lab_session.snapshot_all() == before
