@@ -118,7 +118,7 @@ def ensure_docker(timeout: float = 60.0) -> None:
         raise LabError("dockerd is not installed: apt-get install -y docker.io (make demo does this)")
     log = Path(os.environ.get("OFFBOARD_DOCKERD_LOG", "/var/log/offboard-dockerd.log"))
     with log.open("ab") as handle:
-        subprocess.Popen(  # noqa: S603 - fixed argv
+        subprocess.Popen(
             ["dockerd", *DOCKERD_ARGS],
             stdout=handle,
             stderr=handle,
@@ -254,10 +254,7 @@ def status_rows() -> list[tuple[str, str, str]]:
     ready = docker_ready()
     for host in lab_hosts():
         state = container_state(host.container) if ready else None
-        if state is None:
-            status = "absent" if ready else "docker not running"
-        else:
-            status = state["State"]["Status"]
+        status = state["State"]["Status"] if state else ("absent" if ready else "docker not running")
         expected = "stopped (offline device)" if host.offline else "running"
         rows.append((host.name, status, expected))
     return rows

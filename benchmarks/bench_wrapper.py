@@ -1,0 +1,88 @@
+"""Benchmark: wrapper overhead over plain ansible-playbook on the lab, measured side by side in one run.
+
+Rehearsals (--check) so the lab is not changed and every repetition does the same work:
+  1. the agents phase on the whole lab client: `ansible-playbook offboard.yml -l lab --tags agents --check`
+     vs `offboard run lab --tags agents --check`, alternated, N repetitions each;
+  2. what the offline laptop costs: its preflight probe time (from the run's metadata);
+  3. one machine: the same comparison limited to one host (what `offboard retry` runs for one pending
+     machine: a run with limit = that host and tags = its missing phases).
+Needs the lab up (`offboard lab up`). Prints a table; paste it into docs/evidence.md.
+
+    python benchmarks/bench_wrapper.py --reps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start, proc.returncode
+
+
+def compare(label: str, plain: list[str], wrapped: list[str], env: dict[str, str], reps: int) -> dict:
+    times: dict[str, list[float]] = {"plain": [], "wrapper": []}
+    for _ in range(reps):
+        for name, argv in (("plain", plain), ("wrapper", wrapped)):
+            wall, rc = timed(argv, env)
+            times[name].append(wall)
+            print(f"  {label:<28} {name:<8} {wall:6.2f} s  exit {rc}", flush=True)
+    p, w = statistics.median(times["plain"]), statistics.median(times["wrapper"])
+    return {"label": label, "plain": p, "wrapper": w, "overhead": (w - p) / p * 100}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--host", default="lab-ws01", help="the one machine for comparison 3")
+    args = parser.parse_args()
+    bindir = str(Path(sys.executable).parent)
+    with tempfile.TemporaryDirectory(prefix="offboard-bench-") as tmp:
+        env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "OFFBOARD_EVIDENCE_DIR": tmp}
+        playbook = [f"{bindir}/ansible-playbook", "offboard.yml", "--tags", "agents", "--check"]
+        offboard = [sys.executable, "-m", "offboard.cli", "run", "lab", "--tags", "agents", "--check"]
+        results = [
+            compare("whole lab client", [*playbook, "-l", "lab"], offboard, env, args.reps),
+            compare(
+                f"one machine ({args.host})",
+                [*playbook, "-l", args.host],
+                [*offboard, "--limit", args.host],
+                env,
+                args.reps,
+            ),
+        ]
+        laptop = []
+        for run in sorted(Path(tmp, "lab").iterdir()):
+            meta = run / "metadata.json"
+            if meta.is_file():
+                pre = json.loads(meta.read_text()).get("preflight", {}).get("lab-laptop01")
+                if pre and pre["state"] != "reachable":
+                    laptop.append(float(pre["seconds"]))
+    print("\n| comparison | plain ansible-playbook (median) | offboard run (median) | overhead |")
+    print("|---|---|---|---|")
+    for r in results:
+        print(f"| {r['label']} | {r['plain']:.2f} s | {r['wrapper']:.2f} s | {r['overhead']:+.1f} % |")
+    if laptop:
+        print(
+            f"\noffline laptop: preflight classified it unreachable in {max(laptop):.3f} s (max of "
+            f"{len(laptop)} runs); the playbook then runs without it (no per-task timeouts)."
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+# Copyright: the offboard project contributors
+# Apache-2.0
+"""Callback: write the run's evidence records (records.jsonl), for wrapper and plain ansible-playbook runs.
+
+Writes one JSON line per `offboard_record` task result (also inside loops), per unreachable host in a
+phase, a `phase_start` when a phase play begins running tasks and a per-host `phase_end` (ok, failed,
+unreachable) when it ends, so the ledger tells "phase finished for this host" from "never reached".
+
+Under the wrapper (OFFBOARD_EVIDENCE_RUN_DIR and OFFBOARD_RUN_ID set) it only writes records; the
+wrapper keeps metadata, artifacts and the manifest. For a plain ansible-playbook run it creates
+evidence/<client>/<run-id>/ itself when the first phase starts, and at the end writes metadata.json
+and seals the run into the client's hash chain, so `offboard status` and `offboard verify` include it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ansible import context
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = r"""
+name: offboard_evidence
+type: notification
+short_description: Evidence records, metadata and hash-chained manifest for offboarding runs
+description:
+  - Collects offboard_record results, unreachable hosts and per-host phase outcomes into records.jsonl.
+  - For runs not started by the offboard wrapper, also writes metadata.json and the manifest.
+  - Needs the offboard Python package (the wrapper) importable; otherwise warns once and stays idle.
+requirements: [offboard (pip install -e . in the repository)]
+"""
+
+try:
+    from offboard import evidence as _evidence
+    from offboard import manifest as _manifest
+    from offboard import paths as _paths
+    from offboard.lock import Holder as _Holder
+    from offboard.lock import LockHeld as _LockHeld
+    from offboard.lock import RunLock as _RunLock
+    from offboard.records import Record as _Record
+    from offboard.records import utc_now as _utc_now
+
+    _IMPORT_ERROR: str | None = None
+except ImportError as _exc:  # pragma: no cover - exercised only without the package
+    _IMPORT_ERROR = str(_exc)
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of pid, from /proc (Linux); empty elsewhere."""
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields and int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _start_watchdog(wrapper_pid: int, callback: Any) -> None:
+    """Stop this ansible-playbook when the wrapper that started it dies (kill -9, OOM, lost session).
+
+    Otherwise the orphan would go on changing hosts and appending records to a run that the next
+    `offboard run` seals as incomplete. ansible-playbook runs in its own session under ansible-runner
+    (pexpect), so killing its process group takes the forks and their commands with it.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != wrapper_pid:
+                with contextlib.suppress(Exception):
+                    if callback.writer is not None:
+                        callback.writer.close()
+                # Ansible's forks run in sessions of their own: end them and what they started first.
+                for child in _children(os.getpid()):
+                    with contextlib.suppress(OSError):
+                        os.killpg(child, signal.SIGKILL)
+                    with contextlib.suppress(OSError):
+                        os.kill(child, signal.SIGKILL)
+                if os.getpgrp() == os.getpid():
+                    os.killpg(os.getpgrp(), signal.SIGKILL)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="offboard-watchdog", daemon=True).start()
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "notification"
+    CALLBACK_NAME = "offboard_evidence"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, display=None) -> None:
+        super().__init__(display=display)
+        self.disabled = False
+        if os.environ.get("OFFBOARD_NO_EVIDENCE") == "1":
+            # Lab planting and molecule scenarios are not offboardings: they must not enter a client's chain.
+            self.disabled = True
+            return
+        if _IMPORT_ERROR is not None:
+            self._display.warning(
+                f"offboard_evidence: the offboard package is not importable ({_IMPORT_ERROR}); no evidence "
+                "is written for this run. Install it into the Python that runs ansible: pip install -e ."
+            )
+            self.disabled = True
+            return
+        self.wrapped = bool(os.environ.get("OFFBOARD_EVIDENCE_RUN_DIR"))
+        self.run_id = os.environ.get("OFFBOARD_RUN_ID") or _evidence.new_run_id()
+        self.client = os.environ.get("OFFBOARD_CLIENT") or ""
+        self.run_dir: Path | None = Path(os.environ["OFFBOARD_EVIDENCE_RUN_DIR"]) if self.wrapped else None
+        self.writer: Any = None
+        self.lock: Any = None
+        self.meta: Any = None
+        try:
+            self.preflight_down: dict[str, dict[str, str]] = json.loads(
+                os.environ.get("OFFBOARD_PREFLIGHT_DOWN") or "{}"
+            )
+        except ValueError:
+            self.preflight_down = {}
+        self.inventory: Any = None
+        if self.wrapped and os.environ.get("OFFBOARD_WRAPPER_PID", "").isdigit():
+            _start_watchdog(int(os.environ["OFFBOARD_WRAPPER_PID"]), self)
+        self.unreachable: dict[str, str] = {}  # host -> reason, for the whole playbook (ansible drops them)
+        self._reset_play(None)
+
+    # --- state ---------------------------------------------------------------------------------
+    def _reset_play(self, play: Any) -> None:
+        self.play = play
+        self.phase: str | None = None
+        self.play_hosts: list[str] = []
+        self.phase_started = False
+        self.last: dict[str, str] = {}  # host -> ok | failed | unreachable (last event in this play)
+        if play is None:
+            return
+        phase = (play.vars or {}).get("offboard_phase") if hasattr(play, "vars") else None
+        self.phase = str(phase) if phase else None
+        try:
+            manager = play.get_variable_manager()
+            self.inventory = manager._inventory
+            self.play_hosts = [h.name for h in self.inventory.get_hosts(play.hosts)]
+        except Exception:
+            self.play_hosts = []
+
+    @property
+    def check_mode(self) -> bool:
+        return bool(context.CLIARGS.get("check", False))
+
+    def _record(self, **fields: Any) -> _Record:
+        fields.setdefault("recorded_at", _utc_now())
+        fields.setdefault("check_mode", self.check_mode)
+        return _Record(run_id=self.run_id, client=self.client, **fields)
+
+    def _write(self, record: Any) -> None:
+        if self.writer is None:
+            self._open()
+        if self.writer is not None:
+            self.writer.write(record)
+
+    def _client_of(self, hosts: list[str]) -> str:
+        if self.client:
+            return self.client
+        try:
+            folders = {p.name for p in _paths.inventories_dir().iterdir() if p.is_dir()}
+        except (OSError, FileNotFoundError):
+            folders = set()
+        for name in hosts:
+            host = self.inventory.get_host(name) if self.inventory else None
+            for group in host.get_groups() if host else []:
+                if group.name in folders:
+                    return group.name
+        return ""
+
+    def _open(self) -> None:
+        if self.wrapped:
+            self.writer = _evidence.RecordWriter(self.run_dir)
+            return
+        self.client = self._client_of(self.play_hosts)
+        if not self.client:
+            self._display.warning("offboard_evidence: cannot tell the client of this run; no evidence kept")
+            self.disabled = True
+            return
+        store = _evidence.EvidenceStore(_paths.evidence_root())
+        client_dir = store.client_dir(self.client, create=True)
+        holder = _Holder(
+            self.run_id,
+            _evidence.operator(),
+            os.getpid(),
+            socket.gethostname(),
+            _utc_now(),
+            "ansible-playbook",
+        )
+        try:
+            self.lock = _RunLock(client_dir, self.client).acquire(holder)
+        except _LockHeld as exc:
+            self._display.warning(f"offboard_evidence: {exc}. This run's evidence is kept all the same.")
+        self.run_dir = store.new_run(self.client, self.run_id)
+        args = context.CLIARGS
+        project = _paths.project_root()
+        self.meta = _evidence.RunMetadata(
+            run_id=self.run_id,
+            client=self.client,
+            source="ansible-playbook",
+            command="ansible-playbook",
+            operator=_evidence.operator(),
+            started_at=_utc_now(),
+            tags=list(args.get("tags") or []),
+            skip_tags=list(args.get("skip_tags") or []),
+            limit=args.get("subset"),
+            check_mode=self.check_mode,
+            hosts=list(self.play_hosts),
+            versions=_evidence.tool_versions(),
+            repository=_evidence.repo_commit(project),
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+        )
+        _evidence.write_metadata(self.run_dir, self.meta)
+        self.writer = _evidence.RecordWriter(self.run_dir)
+
+    # --- plays and tasks -----------------------------------------------------------------------
+    def v2_playbook_on_play_start(self, play) -> None:
+        if self.disabled:
+            return
+        self._end_play()
+        self._reset_play(play)
+
+    def v2_playbook_on_task_start(self, task, is_conditional) -> None:
+        if self.disabled or not self.phase or self.phase_started:
+            return
+        self.phase_started = True
+        self.client = self._client_of(self.play_hosts) if not self.wrapped else self.client
+        self._write(self._record(kind="phase_start", phase=self.phase, hosts=self.play_hosts))
+        # Hosts that will not run this phase: down at the wrapper's preflight, or unreachable earlier.
+        for host, info in sorted(self.preflight_down.items()):
+            self._write(
+                self._record(
+                    kind="unreachable",
+                    phase=self.phase,
+                    host=host,
+                    reason=f"preflight: {info.get('reason', '')}",
+                    recorded_at=info.get("at") or _utc_now(),
+                    task="preflight",
+                )
+            )
+        for host in self.play_hosts:
+            if host in self.unreachable:
+                self._write(
+                    self._record(
+                        kind="unreachable",
+                        phase=self.phase,
+                        host=host,
+                        reason=self.unreachable[host],
+                        task="earlier in this run",
+                    )
+                )
+
+    v2_playbook_on_handler_task_start = v2_playbook_on_task_start
+
+    def _end_play(self) -> None:
+        if not self.phase_started or not self.phase:
+            return
+        for host in self.play_hosts or sorted(self.last):
+            outcome = self.last.get(host)
+            if outcome is None and host in self.unreachable:
+                outcome = "unreachable"
+            if outcome is None:
+                continue  # never ran in this play: the ledger keeps it pending
+            self._write(
+                self._record(
+                    kind="phase_end",
+                    phase=self.phase,
+                    host=host,
+                    outcome=outcome,
+                    reason=self.unreachable.get(host, "") if outcome == "unreachable" else "",
+                )
+            )
+        self.phase_started = False
+
+    # --- results -------------------------------------------------------------------------------
+    def _records_from(self, result) -> None:
+        res = result._result if hasattr(result, "_result") else {}
+        found = [res.get("offboard_record")] + [
+            r.get("offboard_record") for r in res.get("results") or [] if isinstance(r, dict)
+        ]
+        for data in found:
+            if isinstance(data, dict):
+                self._write_item(data, result)
+        if res.get("censored") and getattr(result._task, "action", "").endswith("offboard_record"):
+            self._display.warning(
+                f"offboard_evidence: task '{result._task.get_name()}' has no_log set, so its evidence "
+                "record was censored and is lost: remove no_log from offboard_record tasks (records never "
+                "hold secrets)"
+            )
+
+    def _write_item(self, data: dict[str, Any], result) -> None:
+        host = data.get("host") or result._host.get_name()
+        if not self.client:
+            self.client = data.get("client") or self._client_of([host])
+        self._write(
+            self._record(
+                kind="item",
+                host=host,
+                phase=data.get("phase") or self.phase or "",
+                component=data.get("component", ""),
+                item=data.get("item", ""),
+                before=data.get("before") or {},
+                action=data.get("action", ""),
+                after=data.get("after") or {},
+                verification=data.get("verification") or {},
+                error=data.get("error"),
+                export=data.get("export"),
+                recorded_at=data.get("recorded_at") or _utc_now(),
+                check_mode=bool(data.get("check_mode", self.check_mode)),
+                task=result._task.get_name(),
+            )
+        )
+
+    def v2_runner_on_ok(self, result) -> None:
+        if self.disabled:
+            return
+        self._records_from(result)
+        self.last[result._host.get_name()] = "ok"
+
+    def v2_runner_on_skipped(self, result) -> None:
+        if not self.disabled:
+            self.last[result._host.get_name()] = "ok"
+
+    def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
+        if self.disabled:
+            return
+        self._records_from(result)
+        self.last[result._host.get_name()] = "ok" if ignore_errors else "failed"
+
+    def v2_runner_on_unreachable(self, result) -> None:
+        if self.disabled:
+            return
+        host = result._host.get_name()
+        res = result._result if hasattr(result, "_result") else {}
+        reason = str(res.get("msg") or "unreachable")
+        self.unreachable[host] = reason
+        self.last[host] = "unreachable"
+        if self.phase and self.phase_started:
+            self._write(
+                self._record(
+                    kind="unreachable",
+                    phase=self.phase,
+                    host=host,
+                    reason=reason,
+                    task=result._task.get_name(),
+                )
+            )
+
+    # --- the end -------------------------------------------------------------------------------
+    def v2_playbook_on_stats(self, stats) -> None:
+        if self.disabled:
+            return
+        self._end_play()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.wrapped or self.run_dir is None or self.meta is None:
+            return
+        summary = {h: stats.summarize(h) for h in sorted(stats.processed)}
+        self.meta.stats = summary
+        self.meta.ended_at = _utc_now()
+        self.meta.status = _evidence.STATUS_COMPLETE
+        self.meta.complete = True
+        failed = any(s.get("failures") for s in summary.values())
+        dark = any(s.get("unreachable") for s in summary.values())
+        self.meta.exit_code = 2 if failed else 4 if dark else 0
+        _evidence.write_metadata(self.run_dir, self.meta)
+        _manifest.seal(self.run_dir)
+        if self.lock is not None:
+            self.lock.release()
+        self._display.display(f"offboard evidence: {self.run_dir}")

@@ -1,0 +1,255 @@
+"""The evidence store: evidence/<client>/<run-id>/ with records, metadata, scrubbed artifacts, manifest.
+
+Layout (docs/evidence.md):
+  <root>/<client>/HEAD                      newest manifest (sha256sum line)
+  <root>/<client>/.run.lock                 one run per client (not evidence)
+  <root>/<client>/<run-id>/metadata.json    who, when, what, versions, exit status, complete or not
+  <root>/<client>/<run-id>/records.jsonl    normalized evidence records (offboard.records)
+  <root>/<client>/<run-id>/artifacts/       ansible-runner artifacts, scrubbed of secrets
+  <root>/<client>/<run-id>/PREVIOUS.sha256  hash of the previous run's manifest (chain)
+  <root>/<client>/<run-id>/MANIFEST.sha256  sha256 of every other file of the run
+Everything is owner-only: folders 0700, files 0600.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offboard import manifest
+from offboard.fsutil import atomic_write_text, open_private, private_dir
+from offboard.records import Record, iter_raw, utc_now
+
+METADATA = "metadata.json"
+RECORDS = "records.jsonl"
+ARTIFACTS = "artifacts"
+
+STATUS_RUNNING = "running"
+STATUS_COMPLETE = "complete"
+STATUS_INCOMPLETE = "incomplete"
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """UTC timestamp (ms) plus a short random suffix: sorts by start time, unique across machines."""
+    now = now or dt.datetime.now(dt.UTC)
+    return f"{now.strftime('%Y%m%dT%H%M%S')}.{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+
+def operator() -> str:
+    """Who runs this: $OFFBOARD_OPERATOR (CI jobs set it to the pipeline user), else user@host."""
+    env = os.environ.get("OFFBOARD_OPERATOR")
+    if env:
+        return env
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def tool_versions() -> dict[str, str | None]:
+    from importlib import metadata as md
+
+    versions: dict[str, str | None] = {}
+    for dist, key in (
+        ("ansible-core", "ansible_core"),
+        ("ansible-runner", "ansible_runner"),
+        ("offboard", "offboard"),
+        ("ansible", "ansible"),
+    ):
+        try:
+            versions[key] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[key] = None
+    versions["python"] = ".".join(map(str, sys.version_info[:3]))
+    return versions
+
+
+def repo_commit(project: Path) -> dict[str, Any]:
+    """The project's git commit and whether the work tree differs from it (None outside git)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(project), *args], capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "--verify", "-q", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+@dataclass
+class RunMetadata:
+    run_id: str
+    client: str
+    source: str  # wrapper | ansible-playbook
+    command: str  # run | retry | ansible-playbook
+    operator: str
+    started_at: str
+    status: str = STATUS_RUNNING
+    complete: bool = False
+    ended_at: str | None = None
+    exit_code: int | None = None
+    runner_status: str | None = None
+    runner_rc: int | None = None
+    reason: str | None = None
+    tags: list[str] = field(default_factory=list)
+    skip_tags: list[str] = field(default_factory=list)
+    limit: str | None = None
+    check_mode: bool = False
+    hosts: list[str] = field(default_factory=list)
+    preflight: dict[str, dict[str, str]] = field(default_factory=dict)
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
+    repository: dict[str, Any] = field(default_factory=dict)
+    pid: int = 0
+    hostname: str = ""
+    schema: int = 1
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunMetadata:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class EvidenceStore:
+    """The evidence root; one folder per client, one folder per run."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def client_dir(self, client: str, create: bool = False) -> Path:
+        path = self.root / client
+        if create:
+            private_dir(self.root)
+            private_dir(path)
+        return path
+
+    def run_ids(self, client: str) -> list[str]:
+        path = self.client_dir(client)
+        if not path.is_dir():
+            return []
+        return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+
+    def new_run(self, client: str, run_id: str | None = None) -> Path:
+        run_dir = self.client_dir(client, create=True) / (run_id or new_run_id())
+        run_dir.mkdir(mode=0o700)
+        return run_dir
+
+    def iter_client_records(self, client: str) -> Iterator[dict[str, Any]]:
+        """All records of a client as dicts, runs in start order, records in file order (streamed)."""
+        client_dir = self.client_dir(client)
+        for run_id in self.run_ids(client):
+            yield from iter_raw(client_dir / run_id / RECORDS)
+
+    def runs(self, client: str) -> Iterator[RunMetadata]:
+        client_dir = self.client_dir(client)
+        for run_id in self.run_ids(client):
+            meta = read_metadata(client_dir / run_id)
+            if meta is not None:
+                yield meta
+
+
+def write_metadata(run_dir: Path, meta: RunMetadata) -> None:
+    atomic_write_text(run_dir / METADATA, json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n")
+
+
+def read_metadata(run_dir: Path) -> RunMetadata | None:
+    try:
+        return RunMetadata.from_dict(json.loads((run_dir / METADATA).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+class RecordWriter:
+    """Appends records to a run's records.jsonl, one flushed line each (a kill leaves whole lines)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self._handle = open_private(run_dir / RECORDS, "a")
+
+    def write(self, record: Record) -> None:
+        self._handle.write(record.to_json() + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def pid_alive(pid: int, hostname: str) -> bool:
+    """Is the writer of a run still alive? Runs from other machines are assumed alive."""
+    if hostname and hostname != socket.gethostname():
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def active_runs(store: EvidenceStore, client: str) -> set[str]:
+    """Unsealed runs whose writer is still alive."""
+    client_dir = store.client_dir(client)
+    active = set()
+    for run_id in store.run_ids(client):
+        run_dir = client_dir / run_id
+        if (run_dir / manifest.MANIFEST).exists():
+            continue
+        meta = read_metadata(run_dir)
+        if meta and pid_alive(meta.pid, meta.hostname):
+            active.add(run_id)
+    return active
+
+
+def recover_dead_runs(store: EvidenceStore, client: str) -> list[str]:
+    """Seal every unsealed run whose writer died, marked incomplete. Call under the client's run lock."""
+    client_dir = store.client_dir(client)
+    recovered = []
+    for run_id in store.run_ids(client):
+        run_dir = client_dir / run_id
+        if (run_dir / manifest.MANIFEST).exists():
+            continue
+        meta = read_metadata(run_dir)
+        if meta and pid_alive(meta.pid, meta.hostname):
+            continue
+        if meta is None:
+            meta = RunMetadata(
+                run_id=run_id,
+                client=client,
+                source="unknown",
+                command="unknown",
+                operator="unknown",
+                started_at="",
+            )
+        meta.status = STATUS_INCOMPLETE
+        meta.complete = False
+        meta.reason = meta.reason or (
+            "the run ended before ansible's final stats (killed or crashed); sealed by a later run"
+        )
+        meta.ended_at = meta.ended_at or utc_now()
+        write_metadata(run_dir, meta)
+        manifest.seal(run_dir)
+        recovered.append(run_id)
+    return recovered

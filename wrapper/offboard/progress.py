@@ -1,0 +1,134 @@
+"""Live progress from ansible-runner events, and the summary table at the end of a run."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+PENDING, RUNNING, FAILED, UNREACHABLE, DOWN = "pending", "running", "failed", "unreachable", "down"
+
+
+@dataclass
+class Progress:
+    """Counts hosts per state as events arrive; prints one line per change worth seeing."""
+
+    hosts: list[str]
+    out: TextIO = sys.stdout
+    redact: Callable[[str], str] = str
+    state: dict[str, str] = field(default_factory=dict)
+    stats: dict[str, dict[str, int]] | None = None
+    task: str = ""
+    play: str = ""
+    done_this_task: set[str] = field(default_factory=set)
+    _last_line: str = ""
+
+    def __post_init__(self) -> None:
+        self.state = dict.fromkeys(self.hosts, PENDING)
+        self.tty = hasattr(self.out, "isatty") and self.out.isatty()
+
+    def mark_down(self, host: str) -> None:
+        self.state[host] = DOWN
+
+    def counts(self) -> dict[str, int]:
+        live = [h for h, s in self.state.items() if s not in (FAILED, UNREACHABLE, DOWN)]
+        return {
+            "done": sum(1 for h in live if h in self.done_this_task or self.stats is not None),
+            "pending": sum(1 for h in live if h not in self.done_this_task and self.stats is None),
+            "failed": sum(1 for s in self.state.values() if s == FAILED),
+            "unreachable": sum(1 for s in self.state.values() if s in (UNREACHABLE, DOWN)),
+        }
+
+    def line(self) -> str:
+        c = self.counts()
+        where = f"{self.play} / {self.task}" if self.task else self.play
+        return (
+            f"hosts {c['done']} done, {c['pending']} pending, {c['failed']} failed, "
+            f"{c['unreachable']} unreachable | {where}"
+        )
+
+    def _show(self, force: bool = False) -> None:
+        text = self.redact(self.line())
+        if text == self._last_line and not force:
+            return
+        self._last_line = text
+        if self.tty:
+            self.out.write("\r\033[K" + text[:200])
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def _say(self, text: str) -> None:
+        if self.tty:
+            self.out.write("\r\033[K")
+        self.out.write(self.redact(text) + "\n")
+        self.out.flush()
+
+    def handle(self, event: dict[str, Any]) -> bool:
+        """ansible-runner event_handler: update counts; True keeps the event in the artifacts."""
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        host = data.get("host") or ""
+        if kind == "playbook_on_play_start":
+            self.play = data.get("play", "")
+            self.task = ""
+            self.done_this_task = set()
+            self._say(f"play: {self.play}")
+        elif kind == "playbook_on_task_start":
+            self.task = data.get("task", "")
+            self.done_this_task = set()
+            if not self.tty:
+                return True  # one line per finished task, not per started one
+            self._show()
+        elif kind in ("runner_on_ok", "runner_on_skipped", "runner_on_failed") and host in self.state:
+            if kind == "runner_on_failed" and not data.get("ignore_errors"):
+                self.state[host] = FAILED
+                self._say(f"FAILED {host}: {self.task}")
+            elif self.state[host] != FAILED:
+                self.state[host] = RUNNING
+            self.done_this_task.add(host)
+            self._maybe_task_done()
+        elif kind == "runner_on_unreachable" and host in self.state:
+            self.state[host] = UNREACHABLE
+            msg = ((data.get("res") or {}).get("msg") or "").splitlines()[:1]
+            self._say(f"UNREACHABLE {host}: {msg[0] if msg else ''}")
+            self._maybe_task_done()
+        elif kind == "playbook_on_stats":
+            self.stats = {
+                k: data.get(k) or {}
+                for k in ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored", "processed")
+            }
+            self._show(force=True)
+            if self.tty:
+                self.out.write("\n")
+        return True
+
+    def _maybe_task_done(self) -> None:
+        live = [h for h, s in self.state.items() if s in (PENDING, RUNNING)]
+        if all(h in self.done_this_task for h in live):
+            self._show()
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain aligned text table."""
+    cells = [[str(h) for h in headers], *[["" if c is None else str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def stream_table(
+    out: TextIO, headers: Sequence[str], make_rows: Callable[[], Iterable[Sequence[Any]]]
+) -> None:
+    """Like table(), for rows too many to hold: one pass for the widths, one to write."""
+    widths = [len(h) for h in headers]
+    for row in make_rows():
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len("" if cell is None else str(cell)))
+    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for row in make_rows():
+        cells = ["" if c is None else str(c) for c in row]
+        out.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n")

@@ -1,0 +1,274 @@
+"""One offboarding run: preflight, ansible-runner over offboard.yml, scrubbed artifacts, sealed evidence.
+
+The caller holds the client's run lock. The private data dir lives inside the client's evidence folder
+(.work-<run-id>, owner-only, not evidence) so a killed run's partial artifacts are found, scrubbed and
+kept by the next run that seals it as incomplete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from offboard import evidence, manifest, reach, scrub
+from offboard.evidence import EvidenceStore, RecordWriter, RunMetadata
+from offboard.inventory import ClientInventory
+from offboard.progress import Progress
+from offboard.records import Record, iter_records, utc_now
+
+WORK_PREFIX = ".work-"
+
+
+@dataclass
+class RunRequest:
+    client: str
+    inventory: ClientInventory
+    tags: list[str] = field(default_factory=list)
+    user_limit: str | None = None
+    check: bool = False
+    command: str = "run"
+    phases: list[str] = field(default_factory=list)  # phases this run executes (for offline hosts' records)
+    preflight_timeout: float = reach.DEFAULT_TIMEOUT
+    extra_cmdline: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    metadata: RunMetadata
+    preflight: dict[str, reach.Reach]
+    stats: dict[str, dict[str, int]] | None
+
+
+def collect_redactor(project: Path, inventory: Path) -> scrub.Redactor:
+    env = dict(os.environ)
+    return scrub.Redactor(scrub.secrets_from_env(env) + scrub.secrets_from_vault(env, inventory))
+
+
+def recover(store: EvidenceStore, client: str, redact: scrub.Redactor, out: TextIO) -> list[str]:
+    """Keep the scrubbed artifacts of dead runs, then seal them as incomplete."""
+    client_dir = store.client_dir(client)
+    for work in sorted(client_dir.glob(f"{WORK_PREFIX}*")):
+        run_id = work.name[len(WORK_PREFIX) :]
+        run_dir = client_dir / run_id
+        meta = evidence.read_metadata(run_dir) if run_dir.is_dir() else None
+        if meta and evidence.pid_alive(meta.pid, meta.hostname):
+            continue
+        artifacts = work / "artifacts" / run_id
+        if run_dir.is_dir() and not (run_dir / manifest.MANIFEST).exists() and artifacts.is_dir():
+            scrub.copy_artifacts(artifacts, run_dir / evidence.ARTIFACTS, redact)
+        shutil.rmtree(work, ignore_errors=True)
+    recovered = evidence.recover_dead_runs(store, client)
+    for run_id in recovered:
+        print(f"run {run_id} had died before finishing: sealed as incomplete", file=out)
+    return recovered
+
+
+def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = sys.stdout) -> RunResult:
+    import ansible_runner
+
+    client_dir = store.client_dir(req.client, create=True)
+    redact = collect_redactor(project, req.inventory.path)
+    recover(store, req.client, redact, out)
+
+    hosts = req.inventory.hosts
+    print(f"preflight: probing {len(hosts)} host(s) of {req.client}", file=out, flush=True)
+    checks = reach.classify_all(hosts, req.preflight_timeout)
+    down = {h: r for h, r in checks.items() if not r.usable}
+    usable = [h.name for h in hosts if h.name not in down]
+    for name, result in sorted(down.items()):
+        print(redact(f"  {name}: {result.state} ({result.reason})"), file=out)
+
+    run_dir = store.new_run(req.client)
+    run_id = run_dir.name
+    meta = RunMetadata(
+        run_id=run_id,
+        client=req.client,
+        source="wrapper",
+        command=req.command,
+        operator=evidence.operator(),
+        started_at=utc_now(),
+        tags=list(req.tags),
+        limit=None,
+        check_mode=req.check,
+        hosts=[h.name for h in hosts],
+        preflight={
+            h: {"state": r.state, "reason": redact(r.reason), "at": r.at, "seconds": str(r.seconds)}
+            for h, r in checks.items()
+        },
+        versions=evidence.tool_versions(),
+        repository=evidence.repo_commit(project),
+        pid=os.getpid(),
+        hostname=socket.gethostname(),
+    )
+    if not usable:
+        meta.limit = None
+        _all_down(run_dir, req, meta, down)
+        _finish(
+            run_dir,
+            meta,
+            evidence.STATUS_COMPLETE,
+            "every targeted host failed the preflight: ansible was not started",
+            None,
+        )
+        return RunResult(run_id, run_dir, meta, checks, None)
+
+    # The client name reads best in the guard's messages; a host list when some hosts are set aside.
+    limit = req.client if not down and not req.user_limit else ",".join(usable)
+    meta.limit = limit
+    evidence.write_metadata(run_dir, meta)
+
+    work = client_dir / f"{WORK_PREFIX}{run_id}"
+    work.mkdir(mode=0o700)
+    progress = Progress([h.name for h in hosts], out=out, redact=redact)
+    for name in down:
+        progress.mark_down(name)
+    envvars = {
+        # The ansible-playbook next to this Python (the venv's), even when the venv is not activated.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
+        # runner sets ANSIBLE_CALLBACK_PLUGINS (its own dir), which hides ansible.cfg's callback_plugins.
+        "ANSIBLE_CALLBACK_PLUGINS": str(project / "plugins" / "callback"),
+        "OFFBOARD_RUN_ID": run_id,
+        "OFFBOARD_WRAPPER_PID": str(os.getpid()),
+        "OFFBOARD_CLIENT": req.client,
+        "OFFBOARD_EVIDENCE_RUN_DIR": str(run_dir),
+        "OFFBOARD_PREFLIGHT_DOWN": _json(
+            {h: {"reason": redact(r.reason), "at": r.at, "state": r.state} for h, r in down.items()}
+        ),
+    }
+    command_file = work / "artifacts" / run_id / "command"
+
+    def on_status(data: dict[str, Any], runner_config: Any = None) -> None:
+        if data.get("status") == "running":
+            scrub.scrub_command_in_place(command_file, redact)
+
+    cmdline = [*(["--check"] if req.check else []), *req.extra_cmdline]
+    runner = None
+    status_reason: str | None = None
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(work),
+            ident=run_id,
+            project_dir=str(project),
+            playbook=str(project / "offboard.yml"),
+            inventory=str(req.inventory.path),
+            limit=limit,
+            tags=",".join(req.tags) or None,
+            cmdline=" ".join(cmdline) or None,
+            envvars=envvars,
+            suppress_env_files=True,
+            quiet=True,
+            rotate_artifacts=0,
+            event_handler=progress.handle,
+            status_handler=on_status,
+        )
+    except KeyboardInterrupt:
+        status_reason = "interrupted (Ctrl-C) before ansible's final stats"
+        raise
+    finally:
+        artifacts = work / "artifacts" / run_id
+        if artifacts.is_dir():
+            scrub.copy_artifacts(artifacts, run_dir / evidence.ARTIFACTS, redact)
+        shutil.rmtree(work, ignore_errors=True)
+        meta.runner_status = getattr(runner, "status", None) if runner else "interrupted"
+        meta.runner_rc = getattr(runner, "rc", None) if runner else None
+        meta.stats = progress.stats or {}
+        complete = progress.stats is not None
+        if not complete and status_reason is None:
+            status_reason = f"ansible-playbook ended without final stats (runner status {meta.runner_status})"
+        _finish(
+            run_dir,
+            meta,
+            evidence.STATUS_COMPLETE if complete else evidence.STATUS_INCOMPLETE,
+            status_reason,
+            meta.runner_rc,
+        )
+    return RunResult(run_id, run_dir, meta, checks, progress.stats)
+
+
+def _json(data: Any) -> str:
+    import json
+
+    return json.dumps(data, sort_keys=True)
+
+
+def _all_down(run_dir: Path, req: RunRequest, meta: RunMetadata, down: dict[str, reach.Reach]) -> None:
+    """No host to run on: the offline hosts' records are written here instead of by the callback."""
+    evidence.write_metadata(run_dir, meta)
+    with RecordWriter(run_dir) as writer:
+        for phase in req.phases:
+            for host, result in sorted(down.items()):
+                writer.write(
+                    Record(
+                        kind="unreachable",
+                        run_id=run_dir.name,
+                        client=req.client,
+                        phase=phase,
+                        host=host,
+                        recorded_at=result.at or utc_now(),
+                        check_mode=req.check,
+                        reason=f"preflight: {result.reason}",
+                        task="preflight",
+                    )
+                )
+
+
+def _finish(run_dir: Path, meta: RunMetadata, status: str, reason: str | None, rc: int | None) -> None:
+    meta.status = status
+    meta.complete = status == evidence.STATUS_COMPLETE
+    meta.reason = reason
+    meta.ended_at = utc_now()
+    meta.exit_code = rc
+    evidence.write_metadata(run_dir, meta)
+    manifest.seal(run_dir)
+
+
+def summary_headers(result: RunResult) -> list[str]:
+    """Column names for host_summary(): a rehearsal counts what it would remove."""
+    done = "WOULD REMOVE" if result.metadata.check_mode else "REMOVED"
+    return ["HOST", "OUTCOME", done, "ABSENT", "FAILED", "NOTE"]
+
+
+def host_summary(result: RunResult) -> list[tuple[str, str, int, int, int, str]]:
+    """(host, outcome, removed, absent, failed items, note) per targeted host, from stats and records.
+
+    In a rehearsal the "removed" column counts items the run would remove (would_remove records).
+    """
+    stats = result.stats or {}
+    counts: dict[str, dict[str, int]] = {}
+    for record in iter_records(result.run_dir / evidence.RECORDS):
+        if record.kind != "item":
+            continue
+        c = counts.setdefault(record.host, {"removed": 0, "absent": 0, "failed": 0})
+        from offboard.ledger import item_state
+
+        state, _ = item_state(record)
+        if str(record.action).startswith("would_"):
+            state = "removed"
+        if state in c:
+            c[state] += 1
+    rows = []
+    for host in result.metadata.hosts:
+        pre = result.preflight.get(host)
+        c = counts.get(host, {"removed": 0, "absent": 0, "failed": 0})
+        if pre and not pre.usable:
+            outcome, note = pre.state, pre.reason
+        elif (stats.get("dark") or {}).get(host):
+            outcome, note = "unreachable", ""
+        elif (stats.get("failures") or {}).get(host):
+            outcome, note = "failed", ""
+        elif result.stats is None:
+            outcome, note = "incomplete", "run ended early"
+        elif host in (stats.get("processed") or {}):
+            outcome, note = "ok", ""
+        else:
+            outcome, note = "not run", ""
+        rows.append((host, outcome, c["removed"], c["absent"], c["failed"], note))
+    return rows
