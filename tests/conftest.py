@@ -22,7 +22,9 @@ def ansible_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def playbook(*args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+def playbook(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess[str]:
     """Run ansible-playbook exactly as a user would from the repository root."""
     return subprocess.run(
         [str(BIN / "ansible-playbook"), *args],

@@ -137,7 +137,9 @@ def validate_agents(agents: Any, catalog: Mapping[str, Mapping[str, Any]]) -> li
                 )
             for inst in instances:
                 if not isinstance(inst, str) or not _INSTANCE_RE.match(inst):
-                    raise PreflightError(f"{where}: instance id {inst!r} is not a plain id (letters, digits, .-_)")
+                    raise PreflightError(
+                        f"{where}: instance id {inst!r} is not a plain id (letters, digits, .-_)"
+                    )
         elif instances:
             raise PreflightError(f"{where}: {product} has no per-instance agents; remove 'instances'")
         seen.append(product)
@@ -186,8 +188,8 @@ def check(task_vars: Mapping[str, Any], catalog_dirs: list[str], implemented: li
     without = [h for h in selected if not client_of(h)]
     if without:
         raise PreflightError(
-            f"host(s) {', '.join(sorted(without)[:10])} have no offboard_client_id: every host must belong to "
-            "a client folder inventories/<client>/ whose group_vars set offboard_client_id"
+            f"host(s) {', '.join(sorted(without)[:10])} have no offboard_client_id: every host must "
+            "belong to a client folder inventories/<client>/ whose group_vars set offboard_client_id"
         )
     by_client: dict[str, int] = {}
     for host in selected:

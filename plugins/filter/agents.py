@@ -17,7 +17,8 @@ def _fact_value(fact: Any) -> Any:
     """A catalog fact is {name|path|...: value, source, confidence}; keep the value (dicts stay dicts)."""
     if isinstance(fact, Mapping):
         values = [fact[k] for k in _NAME_KEYS if k in fact]
-        if len(values) == 1 and not ("label" in fact and "plist" in fact):
+        # {key, value} names a registry value (not the whole key): keep both.
+        if len(values) == 1 and not ("label" in fact and "plist" in fact) and "value" not in fact:
             return values[0]
         return {k: v for k, v in fact.items() if k not in ("source", "confidence")}
     return fact
@@ -54,7 +55,9 @@ def agent_scope(
         supported = bool(section) and "unsupported" not in section
         instances = list(entry.get("instances") or []) if spec.get("instanced") else [None]
         if spec.get("instanced") and not instances:
-            raise AnsibleFilterError(f"{product} is per-instance: list the MSP's instance ids under 'instances'")
+            raise AnsibleFilterError(
+                f"{product} is per-instance: list the MSP's instance ids under 'instances'"
+            )
         for instance in instances:
             item: dict[str, Any] = {
                 "key": product if instance is None else f"{product}:{instance}",

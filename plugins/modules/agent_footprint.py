@@ -72,6 +72,7 @@ items:
     removed: {description: with state=absent, what was (or in check mode would be) removed, type: dict}
 """
 
+import contextlib
 import os
 import platform
 import shutil
@@ -82,13 +83,51 @@ from ansible.module_utils.basic import AnsibleModule
 
 # Deleting any of these (or their parents) would wreck the host: a catalog typo must never do that.
 PROTECTED = {
-    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run",
-    "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/usr/local/bin",
-    "/usr/local/lib", "/usr/local/sbin", "/usr/local/share", "/usr/sbin", "/usr/share", "/var", "/var/lib",
-    "/var/log", "/etc/systemd", "/etc/systemd/system", "/lib/systemd", "/lib/systemd/system",
-    "/usr/lib/systemd", "/usr/lib/systemd/system", "/etc/cron.d", "/Applications", "/Library",
-    "/Library/LaunchDaemons", "/Library/LaunchAgents", "/Library/Application Support", "/System", "/Users",
-    "/private", "/private/var",
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib64",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/local/bin",
+    "/usr/local/lib",
+    "/usr/local/sbin",
+    "/usr/local/share",
+    "/usr/sbin",
+    "/usr/share",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/etc/systemd",
+    "/etc/systemd/system",
+    "/lib/systemd",
+    "/lib/systemd/system",
+    "/usr/lib/systemd",
+    "/usr/lib/systemd/system",
+    "/etc/cron.d",
+    "/Applications",
+    "/Library",
+    "/Library/LaunchDaemons",
+    "/Library/LaunchAgents",
+    "/Library/Application Support",
+    "/System",
+    "/Users",
+    "/private",
+    "/private/var",
 }
 SHELLS = {"sh", "bash", "dash", "zsh", "python", "python3", "perl", "mono", "java"}
 CRON_FILES_DIRS = ("/etc/cron.d", "/var/spool/cron/crontabs", "/var/spool/cron", "/usr/lib/cron/tabs")
@@ -100,6 +139,17 @@ def safe_path(path):
         return False
     norm = os.path.normpath(path)
     return norm == path.rstrip("/") and norm not in PROTECTED and norm.count("/") >= 2
+
+
+def alive(pid):
+    """Whether a process still exists (works on Linux and macOS, unlike looking in /proc)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def within(path, roots):
@@ -136,7 +186,9 @@ class Probe:
         if self.system == "Darwin" and shutil.which("pkgutil"):
             rc, out, _ = self.run(["pkgutil", "--pkg-info", name])
             if rc == 0:
-                version = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("version:")), "")
+                version = next(
+                    (ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("version:")), ""
+                )
                 return {"name": name, "version": version, "status": "installed", "manager": "pkgutil"}
         return None
 
@@ -187,8 +239,14 @@ class Probe:
             for line in out.splitlines() if rc == 0 else []:
                 pid, _, comm = line.strip().partition(" ")
                 if pid.isdigit():
-                    procs.append({"pid": int(pid), "comm": os.path.basename(comm.strip()), "argv": [comm.strip()],
-                                  "exe": comm.strip()})
+                    procs.append(
+                        {
+                            "pid": int(pid),
+                            "comm": os.path.basename(comm.strip()),
+                            "argv": [comm.strip()],
+                            "exe": comm.strip(),
+                        }
+                    )
         self._procs = procs
         return procs
 
@@ -208,10 +266,13 @@ class Probe:
             programs = self.program_paths(proc)
             by_path = any(within(p, roots) for p in programs)
             by_name = not item.get("instance") and (
-                any(os.path.basename(p) in names for p in programs) or any(n[:15] == proc["comm"] for n in names)
+                any(os.path.basename(p) in names for p in programs)
+                or any(n[:15] == proc["comm"] for n in names)
             )
             if by_path or by_name:
-                found.append({"pid": proc["pid"], "name": proc["comm"], "exe": programs[-1] if programs else ""})
+                found.append(
+                    {"pid": proc["pid"], "name": proc["comm"], "exe": programs[-1] if programs else ""}
+                )
         return found
 
     # cron --------------------------------------------------------------------------------------------
@@ -250,7 +311,9 @@ class Probe:
             "services": [s for s in (self.service(n) for n in item.get("services") or []) if s],
             "processes": self.matching_processes(item),
             "paths": [p for p in item.get("paths") or [] if os.path.lexists(p)],
-            "launchd": [j for j in item.get("launchd") or [] if j.get("plist") and os.path.lexists(j["plist"])],
+            "launchd": [
+                j for j in item.get("launchd") or [] if j.get("plist") and os.path.lexists(j["plist"])
+            ],
             "leftovers": {
                 "paths": [p for p in leftovers.get("paths") or [] if os.path.lexists(p)],
                 "units": [p for p in leftovers.get("units") or [] if os.path.lexists(p)],
@@ -258,12 +321,20 @@ class Probe:
             },
         }
         result["uninstaller"] = next(
-            (u for u in item.get("uninstall") or [] if u.get("when_exists") and os.path.exists(u["when_exists"])),
+            (
+                u
+                for u in item.get("uninstall") or []
+                if u.get("when_exists") and os.path.exists(u["when_exists"])
+            ),
             None,
         )
         result["found"] = bool(
-            result["packages"] or result["services"] or result["processes"] or result["paths"]
-            or result["launchd"] or any(result["leftovers"].values())
+            result["packages"]
+            or result["services"]
+            or result["processes"]
+            or result["paths"]
+            or result["launchd"]
+            or any(result["leftovers"].values())
         )
         return result
 
@@ -282,18 +353,14 @@ def remove(module, probe, item, found):
         removed["processes"] = [p["name"] for p in found["processes"]]
         if not check:
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
             deadline = time.monotonic() + module.params["kill_timeout"]
-            while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+            while time.monotonic() < deadline and any(alive(p) for p in pids):
                 time.sleep(0.2)
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
     targets = list(found["leftovers"]["units"]) + [j["plist"] for j in found["launchd"]]
     if module.params["remove_leftovers"]:
         targets += list(found["paths"]) + list(found["leftovers"]["paths"])
@@ -349,7 +416,7 @@ def main():
                 module.fail_json(
                     msg=f"{item['key']}: refusing to delete protected or unsafe path(s) "
                     f"{found['removed']['refused']}: fix the catalog entry",
-                    items=results + [found],
+                    items=[*results, found],
                 )
             changed = changed or any(v for k, v in found["removed"].items() if k != "refused")
         results.append(found)

@@ -34,7 +34,7 @@ _SKIP = {"group_vars", "host_vars"}
 class VarsModule(HostGroupVars):
     REQUIRES_ENABLED = False
 
-    def get_vars(self, loader, path, entities, cache=True):  # noqa: D102 - Ansible API
+    def get_vars(self, loader, path, entities, cache=True):
         data: dict = {}
         if not os.path.isdir(path):
             return data

@@ -11,22 +11,35 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-
 from offboard import lab as lab_mod
 
 # What the MSP planted, per lab host, as probes that must all come back empty after removal.
 MSP_PROBES = {
     "packages": ["ninjarmm-agent", "centrastage", "teamviewer-host", "connectwisecontrol-5e0b1c2d3a4f6789"],
     "units": [
-        "tacticalagent.service", "meshagent.service", "ninjarmm-agent.service", "ltechagent.service",
-        "cagservice.service", "superops-agent.service", "teamviewerd.service",
+        "tacticalagent.service",
+        "meshagent.service",
+        "ninjarmm-agent.service",
+        "ltechagent.service",
+        "cagservice.service",
+        "superops-agent.service",
+        "teamviewerd.service",
         "connectwisecontrol-5e0b1c2d3a4f6789.service",
     ],
     "paths": [
-        "/usr/local/bin/tacticalagent", "/etc/tacticalagent", "/opt/tacticalagent", "/opt/tacticalmesh",
-        "/opt/NinjaRMMAgent", "/usr/local/ltechagent", "/opt/CentraStage", "/usr/local/share/CentraStage",
-        "/opt/superopsrmm", "/opt/teamviewer", "/opt/connectwisecontrol-5e0b1c2d3a4f6789",
-        "/etc/systemd/system/tacticalagent.service", "/lib/systemd/system/meshagent.service",
+        "/usr/local/bin/tacticalagent",
+        "/etc/tacticalagent",
+        "/opt/tacticalagent",
+        "/opt/tacticalmesh",
+        "/opt/NinjaRMMAgent",
+        "/usr/local/ltechagent",
+        "/opt/CentraStage",
+        "/usr/local/share/CentraStage",
+        "/opt/superopsrmm",
+        "/opt/teamviewer",
+        "/opt/connectwisecontrol-5e0b1c2d3a4f6789",
+        "/etc/systemd/system/tacticalagent.service",
+        "/lib/systemd/system/meshagent.service",
         "/usr/lib/systemd/system/ltechagent.service",
     ],
 }
@@ -35,7 +48,9 @@ CLIENT_PROBES = {
     "packages": ["labclient-inventory", "connectwisecontrol-c0ffee00c11e0001"],
     "units": ["labclient-inventory.service", "connectwisecontrol-c0ffee00c11e0001.service"],
     "paths": [
-        "/opt/labclient/inventory-agent", "/opt/labclient/config.ini", "/etc/cron.d/labclient-backup",
+        "/opt/labclient/inventory-agent",
+        "/opt/labclient/config.ini",
+        "/etc/cron.d/labclient-backup",
         "/opt/connectwisecontrol-c0ffee00c11e0001/connectwisecontrol",
     ],
 }

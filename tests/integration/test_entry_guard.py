@@ -17,7 +17,7 @@ def _refused(proc, needle: str) -> None:
     assert proc.returncode != 0, out[-2000:]
     assert needle in out, out[-2000:]
     # Nothing after the guard ran: no task of any phase role started.
-    assert "rmm_agent_removal" not in proc.stdout
+    assert "TASK [rmm_agent_removal" not in proc.stdout
 
 
 @pytest.mark.parametrize(

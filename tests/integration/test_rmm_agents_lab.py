@@ -38,8 +38,14 @@ def _msp_left(snapshot: dict) -> list[str]:
     left = [p for p in MSP_PROBES["packages"] if snapshot["packages"][p]]
     left += [u for u in MSP_PROBES["units"] if not snapshot["units"][u].startswith("not-found")]
     left += [p for p in MSP_PROBES["paths"] if snapshot["paths"][p]]
-    left += [p for p in snapshot["processes"] if re.search(
-        r"tacticalagent|meshagent|ninjarmm|ltechagent|CagService|AEMAgent|superops|teamviewerd|5e0b1c2d3a4f6789", p)]
+    left += [
+        p
+        for p in snapshot["processes"]
+        if re.search(
+            r"tacticalagent|meshagent|ninjarmm|ltechagent|CagService|AEMAgent|superops|teamviewerd|5e0b1c2d3a4f6789",
+            p,
+        )
+    ]
     return left
 
 
@@ -56,7 +62,8 @@ def test_agents_phase_rehearsal_then_removal_then_idempotent(lab):
     planted = lab.snapshot_all()
     for host, snap in planted.items():
         assert _msp_left(snap), f"{host}: the lab planted no MSP agent"
-        assert all(_client_state(snap)["packages"].values()), f"{host}: client software not planted"
+        assert _client_state(snap)["packages"]["labclient-inventory"], f"{host}: client software not planted"
+    assert _client_state(planted["lab-ws01"])["packages"]["connectwisecontrol-c0ffee00c11e0001"]
 
     # 1. Rehearsal: reports what would be removed, changes nothing.
     check = playbook("offboard.yml", "-l", "lab", "--tags", "agents", "--check")

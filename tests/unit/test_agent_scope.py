@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
 from tests.conftest import ROOT
-
-import importlib.util  # noqa: E402  (after the project imports for readability)
 
 _spec = importlib.util.spec_from_file_location("agents_filter", ROOT / "plugins/filter/agents.py")
 agents = importlib.util.module_from_spec(_spec)
@@ -25,7 +25,9 @@ def catalog():
 
 
 def test_only_the_msps_instance_is_in_scope(catalog):
-    items = agents.agent_scope([{"product": "screenconnect", "instances": ["5e0b1c2d3a4f6789"]}], catalog, "linux")
+    items = agents.agent_scope(
+        [{"product": "screenconnect", "instances": ["5e0b1c2d3a4f6789"]}], catalog, "linux"
+    )
     assert [i["key"] for i in items] == ["screenconnect:5e0b1c2d3a4f6789"]
     text = repr(items)
     assert "{instance}" not in text
