@@ -18,8 +18,15 @@ PACKAGED_UNIT_DIR = "/lib/systemd/system"
 
 def lab_plan(plant: Sequence[str], footprints: Mapping[str, Any]) -> dict[str, list[Any]]:
     plan: dict[str, list[Any]] = {
-        "dirs": [], "programs": [], "texts": [], "units": [], "debs": [], "controls": [],
-        "services": [], "runtime_files": [], "cron": [],
+        "dirs": [],
+        "programs": [],
+        "texts": [],
+        "units": [],
+        "debs": [],
+        "controls": [],
+        "services": [],
+        "runtime_files": [],
+        "cron": [],
     }
     for fp_id in plant:
         if fp_id not in footprints:
@@ -50,8 +57,11 @@ def lab_plan(plant: Sequence[str], footprints: Mapping[str, Any]) -> dict[str, l
             )
             postinst = f"#!/bin/sh\nset -e\nsystemctl daemon-reload\nsystemctl enable --now {names}\n"
             prerm = f"#!/bin/sh\nsystemctl disable --now {names} || true\n"
-            for name, mode, content in (("control", "0644", control), ("postinst", "0755", postinst),
-                                        ("prerm", "0755", prerm)):
+            for name, mode, content in (
+                ("control", "0644", control),
+                ("postinst", "0755", postinst),
+                ("prerm", "0755", prerm),
+            ):
                 plan["controls"].append({"dest": f"{root}/DEBIAN/{name}", "mode": mode, "content": content})
         for runtime in fp.get("runtime_files", []):
             plan["dirs"].append(os.path.dirname(runtime["path"]))
