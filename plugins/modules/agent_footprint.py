@@ -386,9 +386,14 @@ def remove(module, probe, item, found):
                 with open(hit["file"], "w", encoding="utf-8") as fh:
                     fh.writelines(kept)
         removed["cron"].append(hit)
-    if removed["units"] and not check and shutil.which("systemctl"):
-        probe.run(["systemctl", "daemon-reload"])
-        probe.run(["systemctl", "reset-failed"])
+    # Reload whenever units were involved: an uninstaller interrupted between deleting a unit file and
+    # reloading leaves systemd holding a stale unit that would still count as present.
+    stale = [s["name"] for s in found["services"] if s.get("path") and not os.path.exists(s["path"])]
+    if (removed["units"] or stale) and shutil.which("systemctl"):
+        removed["units"].extend(f"{name} (stale in systemd)" for name in stale)
+        if not check:
+            probe.run(["systemctl", "daemon-reload"])
+            probe.run(["systemctl", "reset-failed"])
     return removed
 
 
