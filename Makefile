@@ -26,8 +26,12 @@ demo: system venv lab
 	offboard status lab || [ $$? -eq 75 ]
 	offboard verify lab
 
-## test: install, then lint + unit + integration + molecule
-test: system venv lint unit integration molecule
+## test: install, then lint + unit + integration + molecule (each stage timed)
+test: system venv
+	@for stage in lint unit integration molecule; do \
+	  start=$$(date +%s); echo "== make $$stage"; \
+	  $(MAKE) --no-print-directory $$stage; \
+	  echo "== make $$stage: $$(( $$(date +%s) - start ))s"; done
 	@echo "== make test: all checks passed"
 
 ## system: Debian packages and a running docker daemon (bridge off: lab traffic stays on loopback)

@@ -331,9 +331,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             )
             result = runner.execute(request, store, project)
             print()
-            print(
-                table(runner.summary_headers(result), runner.host_summary(result))
-            )
+            print(table(runner.summary_headers(result), runner.host_summary(result)))
             print(f"run {result.run_id}: {result.metadata.status}; evidence in {result.run_dir}")
             if not result.metadata.complete:
                 return EXIT_ERROR

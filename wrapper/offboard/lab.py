@@ -260,21 +260,21 @@ def status_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
-def start_host(name: str) -> None:
-    """Start one lab machine (e.g. the offline laptop coming back)."""
+def _host(name: str) -> LabHost:
     for host in lab_hosts():
         if host.name == name:
-            _run(["docker", "start", host.container])
-            return
-    raise LabError(f"no lab host named {name}")
+            return host
+    raise LabError(f"no lab host named {name}; see `offboard lab status`")
+
+
+def start_host(name: str) -> None:
+    """Start one lab machine (e.g. the offline laptop coming back)."""
+    _run(["docker", "start", _host(name).container])
 
 
 def stop_host(name: str) -> None:
-    for host in lab_hosts():
-        if host.name == name:
-            _run(["docker", "stop", host.container])
-            return
-    raise LabError(f"no lab host named {name}")
+    """Stop one lab machine: it becomes an offline device."""
+    _run(["docker", "stop", _host(name).container])
 
 
 # --- CLI ------------------------------------------------------------------------------------------
@@ -310,20 +310,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _cmd_start(args: argparse.Namespace) -> int:
+def _cmd_power(args: argparse.Namespace) -> int:
+    action = start_host if args.lab_command == "start" else stop_host
     try:
-        start_host(args.host)
+        action(args.host)
     except LabError as exc:
-        print(f"offboard lab start: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _cmd_stop(args: argparse.Namespace) -> int:
-    try:
-        stop_host(args.host)
-    except LabError as exc:
-        print(f"offboard lab stop: {exc}", file=sys.stderr)
+        print(f"offboard lab {args.lab_command}: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -344,7 +336,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_parser("status", help="one line per lab machine: container state").set_defaults(func=_cmd_status)
     p_start = sub.add_parser("start", help="start one lab machine, e.g. the offline laptop coming back")
     p_start.add_argument("host")
-    p_start.set_defaults(func=_cmd_start)
+    p_start.set_defaults(func=_cmd_power)
     p_stop = sub.add_parser("stop", help="stop one lab machine (take it offline)")
     p_stop.add_argument("host")
-    p_stop.set_defaults(func=_cmd_stop)
+    p_stop.set_defaults(func=_cmd_power)
