@@ -217,6 +217,10 @@ def plant(root: Path, verbose: bool = False) -> None:
     ]
     proc = subprocess.run(cmd, cwd=root, env=_ansible_env(root), text=True, capture_output=not verbose)
     if proc.returncode != 0:
+        # docker_api occasionally returns an empty exec output under load; planting is idempotent, so
+        # one more pass tells a transport hiccup from a real error (which fails again).
+        proc = subprocess.run(cmd, cwd=root, env=_ansible_env(root), text=True, capture_output=not verbose)
+    if proc.returncode != 0:
         tail = "" if verbose else (proc.stdout or "")[-3000:]
         raise LabError(f"planting the lab failed (rc {proc.returncode}):\n{tail}")
 
