@@ -63,4 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m offboard.cli` runs this file as __main__; the command modules import offboard.cli, a
+    # second copy whose UsageError is another class. Delegate to that copy so exit codes stay right.
+    from offboard.cli import main as _main
+
+    sys.exit(_main())
