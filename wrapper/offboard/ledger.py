@@ -158,15 +158,11 @@ class Ledger:
         return 0
 
     def counts(self) -> dict[str, int]:
+        """Rows per state: the same rows the status table shows, so the totals match what is listed
+        (an unreachable host-phase counts even when earlier runs left item rows for it)."""
         counts = dict.fromkeys(STATES, 0)
-        for hp in self.host_phases.values():
-            if not hp.items and hp.status != OK:
-                counts[hp.status] += 1
-            for entry in hp.items.values():
-                state = entry.state
-                if hp.status == UNREACHABLE and state in (PENDING, FAILED):
-                    state = UNREACHABLE
-                counts[state] += 1
+        for row in self.rows():
+            counts[row["state"]] += 1
         return counts
 
     def rows(self) -> Iterator[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -81,8 +82,21 @@ def probe_tcp(address: str, port: int, timeout: float, what: str) -> tuple[str, 
         return UNREACHABLE, f"{what} {address}:{port}: {exc.strerror or exc}"
 
 
+def _ssh_args(host: HostConn) -> list[str]:
+    """The inventory's ansible_ssh_common_args / _extra_args, as ansible's ssh connection passes them."""
+    args: list[str] = []
+    for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+        value = host.extra.get(key)
+        if value:
+            args += shlex.split(str(value))
+    return args
+
+
 def probe_ssh(host: HostConn, timeout: float) -> tuple[str, str]:
     port = host.port or 22
+    if any(a == "-J" or "proxyjump" in a.lower() or "proxycommand" in a.lower() for a in _ssh_args(host)):
+        # Reached through a bastion: a direct TCP probe says nothing, the login does.
+        return _ssh_login(host, port, timeout)
     try:
         with socket.create_connection((host.address, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
@@ -114,6 +128,7 @@ def _ssh_login(host: HostConn, port: int, timeout: float) -> tuple[str, str]:
     ]
     if host.key_file:
         argv += ["-i", os.path.expanduser(host.key_file)]
+    argv += _ssh_args(host)
     target = f"{host.user}@{host.address}" if host.user else host.address
     try:
         out = subprocess.run(
