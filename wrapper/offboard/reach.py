@@ -166,23 +166,45 @@ def probe_winrm(host: HostConn, timeout: float) -> tuple[str, str]:
     except ImportError:
         return REACHABLE, f"{reason} (pywinrm not installed: login not probed)"
     validation = str(host.extra.get("ansible_winrm_server_cert_validation") or "validate")
-    session = winrm.Session(
-        f"{scheme}://{host.address}:{port}/wsman",
-        auth=(host.user, host.password),
-        transport=str(host.extra.get("ansible_winrm_transport") or "ntlm"),
-        server_cert_validation=validation,
-        read_timeout_sec=int(timeout) + 1,
-        operation_timeout_sec=int(timeout),
-    )
-    try:
-        result = session.run_cmd("hostname")
-    except InvalidCredentialsError as exc:
-        return AUTH_FAILED, f"WinRM login as {host.user}: {exc}"
-    except Exception as exc:
-        return UNREACHABLE, f"WinRM {host.address}:{port}: {type(exc).__name__}: {exc}"
-    if result.status_code != 0:
-        return REACHABLE, f"WinRM login ok (hostname exited {result.status_code})"
-    return REACHABLE, "WinRM login ok"
+    failures: list[tuple[str, str]] = []
+    for transport in _winrm_transports(host, scheme):
+        try:
+            session = winrm.Session(
+                f"{scheme}://{host.address}:{port}/wsman",
+                auth=(host.user, host.password),
+                transport=transport,
+                server_cert_validation=validation,
+                read_timeout_sec=max(1, int(timeout)) + 1,
+                operation_timeout_sec=max(1, int(timeout)),
+            )
+            result = session.run_cmd("hostname")
+        except (InvalidCredentialsError, PermissionError) as exc:
+            # PermissionError: requests_ntlm got a 401 without an NTLM challenge (NTLM refused).
+            failures.append((AUTH_FAILED, f"WinRM login as {host.user} ({transport}): {exc}"))
+            continue
+        except Exception as exc:
+            failures.append(
+                (UNREACHABLE, f"WinRM {host.address}:{port} ({transport}): {type(exc).__name__}: {exc}")
+            )
+            continue
+        if result.status_code != 0:
+            return REACHABLE, f"WinRM login ok ({transport}; hostname exited {result.status_code})"
+        return REACHABLE, f"WinRM login ok ({transport})"
+    state = AUTH_FAILED if any(s == AUTH_FAILED for s, _ in failures) else UNREACHABLE
+    return state, "; ".join(reason for _, reason in failures)
+
+
+def _winrm_transports(host: HostConn, scheme: str) -> list[str]:
+    """ansible_winrm_transport as ansible's winrm connection reads it: a list (or comma string) tried in
+    order; unset, kerberos for a UPN user and basic auth otherwise (plaintext on http, ssl on https)."""
+    value = host.extra.get("ansible_winrm_transport")
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    transports = [str(t).strip() for t in items if str(t).strip()]
+    if transports:
+        return transports
+    if host.user and "@" in host.user:
+        return ["kerberos"]
+    return ["ssl" if scheme == "https" else "plaintext"]
 
 
 # --- docker_api (the lab) -----------------------------------------------------------------------
