@@ -209,29 +209,28 @@ def pid_alive(pid: int, hostname: str) -> bool:
     return True
 
 
-def active_runs(store: EvidenceStore, client: str) -> set[str]:
-    """Unsealed runs whose writer is still alive."""
+def _unsealed_runs(store: EvidenceStore, client: str) -> Iterator[tuple[str, Path, RunMetadata | None]]:
+    """(run id, run dir, metadata or None) of every run of the client without a manifest yet."""
     client_dir = store.client_dir(client)
-    active = set()
     for run_id in store.run_ids(client):
         run_dir = client_dir / run_id
-        if (run_dir / manifest.MANIFEST).exists():
-            continue
-        meta = read_metadata(run_dir)
-        if meta and pid_alive(meta.pid, meta.hostname):
-            active.add(run_id)
-    return active
+        if not (run_dir / manifest.MANIFEST).exists():
+            yield run_id, run_dir, read_metadata(run_dir)
+
+
+def active_runs(store: EvidenceStore, client: str) -> set[str]:
+    """Unsealed runs whose writer is still alive."""
+    return {
+        run_id
+        for run_id, _, meta in _unsealed_runs(store, client)
+        if meta and pid_alive(meta.pid, meta.hostname)
+    }
 
 
 def recover_dead_runs(store: EvidenceStore, client: str) -> list[str]:
     """Seal every unsealed run whose writer died, marked incomplete. Call under the client's run lock."""
-    client_dir = store.client_dir(client)
     recovered = []
-    for run_id in store.run_ids(client):
-        run_dir = client_dir / run_id
-        if (run_dir / manifest.MANIFEST).exists():
-            continue
-        meta = read_metadata(run_dir)
+    for run_id, run_dir, meta in _unsealed_runs(store, client):
         if meta and pid_alive(meta.pid, meta.hostname):
             continue
         if meta is None:
