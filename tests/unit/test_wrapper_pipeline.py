@@ -1,7 +1,7 @@
 """The wrapper end to end through real ansible-runner and ansible-playbook, on a tiny local project.
 
 The project is built per test: three hosts of client `mini` (two with the local connection, one
-"offline" docker_api host whose container does not exist), one phase play whose role records two
+"offline" docker_api host whose docker daemon does not exist), one phase play whose role records two
 items per host with offboard_record, and this repository's callback, action and vars plugins.
 The lab tests (tests/integration/test_wrapper_lab.py) prove the same on the lab containers.
 """
@@ -21,8 +21,12 @@ import pytest
 from offboard import cli
 
 REPO = Path(__file__).resolve().parents[2]
+# The "offline" laptop talks to a docker daemon that cannot exist, so the test reads the same
+# whether or not this machine's docker daemon is running.
+NO_DAEMON = "unix:///nonexistent/offboard-test-docker.sock"
 OFFLINE = (
-    "m3: {ansible_connection: community.docker.docker_api, ansible_host: offboard-test-no-such-container}"
+    "m3: {ansible_connection: community.docker.docker_api, ansible_host: offboard-test-no-such-container,"
+    f" docker_host: '{NO_DAEMON}'}}"
 )
 ONLINE = "m3: {}"
 CANARY_ENV = "canary-env-5f1c2a9e77"
@@ -143,7 +147,8 @@ def test_offline_host_is_pending_then_retry_finishes_only_it(mini):
     assert first.returncode == 75, first.stdout + first.stderr
     status = _status(mini)
     assert [(p["host"], p["state"]) for p in status["pending"]] == [("m3", "unreachable")]
-    assert status["pending"][0]["since"] and "does not exist" in status["pending"][0]["reason"]
+    assert status["pending"][0]["since"]
+    assert f"docker daemon at {NO_DAEMON} not reachable" in status["pending"][0]["reason"]
     removed = {(r["host"], r["item"]) for r in status["rows"] if r["state"] == "removed"}
     assert removed == {("m1", "alpha"), ("m1", "beta"), ("m2", "alpha"), ("m2", "beta")}
 
