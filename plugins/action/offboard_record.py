@@ -64,8 +64,27 @@ offboard_record:
 """
 
 PHASES = ("docs", "access", "agents", "infra")
-ACTIONS = ("removed", "none", "would_remove", "failed", "exported", "rotated", "disabled", "would_change")
-VERIFICATION_RESULTS = ("verified_absent", "verified_changed", "still_present", "not_verified")
+ACTIONS = (
+    "removed",
+    "none",
+    "would_remove",
+    "failed",
+    "exported",
+    "rotated",
+    "disabled",
+    "would_change",
+    "reset",
+    "handed_over",
+    "refused",
+)
+VERIFICATION_RESULTS = (
+    "verified_absent",
+    "verified_changed",
+    "verified_refused",
+    "verified_equal",
+    "still_present",
+    "not_verified",
+)
 _ARGS = frozenset(
     ("phase", "component", "item", "before", "action", "after", "verification", "error", "export")
 )

@@ -5,6 +5,7 @@ Nothing is skipped when a component is missing: the fixture starts it, or the te
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 from collections.abc import Iterator
@@ -103,6 +104,18 @@ class Lab:
     def replant(self) -> None:
         """Put every footprint back (also on the offline laptop, which is stopped again)."""
         self.hosts = lab_mod.up(log=lambda _msg: None)
+
+
+LAB_LOCK = "/tmp/offboard-lab.lock"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_lab_user_at_a_time() -> Iterator[None]:
+    """The lab's containers are machine-wide: two test sessions (two checkouts) must not replant them
+    under each other. Waits for the other session instead of failing."""
+    with open(LAB_LOCK, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")

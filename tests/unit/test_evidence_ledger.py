@@ -100,3 +100,34 @@ def test_removed_but_not_verified_is_not_done():
     ]
     ledger = Ledger("lab").fold(records)
     assert ledger.exit_code() == 1
+
+
+def test_a_refused_step_stays_outstanding_with_its_reason_until_a_later_run_does_it():
+    guard = "replacement coverage not confirmed: set offboard_security.replacement_confirmed"
+    refused = [
+        rec("phase_start", "r1", hosts=["ws01"]),
+        item("r1", "ws01", "sentinelone", action="refused", result="not_verified", error=guard),
+        rec("phase_end", "r1", "ws01", outcome="ok"),
+    ]
+    ledger = Ledger("lab").fold(refused)
+    states = {(r["host"], r["item"]): (r["state"], r["reason"]) for r in ledger.rows()}
+    assert states[("ws01", "sentinelone")] == ("pending", guard)
+    assert ledger.outstanding() == {"ws01": {"agents"}} and ledger.exit_code() == 75
+
+    done = [
+        rec("phase_start", "r2", hosts=["ws01"]),
+        item("r2", "ws01", "sentinelone"),
+        rec("phase_end", "r2", "ws01", outcome="ok"),
+    ]
+    assert Ledger("lab").fold(refused + done).exit_code() == 0
+
+
+def test_login_refused_and_export_equal_count_as_verified_done():
+    rows = [
+        rec("phase_start", "r1", hosts=["ws01"], phase="access"),
+        item("r1", "ws01", "msp-admin", action="disabled", result="verified_refused", phase="access"),
+        item("r1", "ws01", "zone lab.test", action="exported", result="verified_equal", phase="access"),
+        rec("phase_end", "r1", "ws01", outcome="ok", phase="access"),
+    ]
+    ledger = Ledger("lab").fold(rows)
+    assert {r["state"] for r in ledger.rows()} == {"removed"} and ledger.exit_code() == 0

@@ -24,8 +24,8 @@ REMOVED, ABSENT, FAILED, UNREACHABLE, PENDING, OK = (
     "ok",
 )
 STATES = (REMOVED, ABSENT, FAILED, UNREACHABLE, PENDING)
-_DONE_ACTIONS = ("removed", "exported", "rotated", "disabled")
-_VERIFIED = ("verified_absent", "verified_changed")
+_DONE_ACTIONS = ("removed", "exported", "rotated", "disabled", "reset", "handed_over")
+_VERIFIED = ("verified_absent", "verified_changed", "verified_refused", "verified_equal")
 
 
 @dataclass
@@ -76,6 +76,10 @@ def item_state(record: Record | Mapping[str, Any]) -> tuple[str, str]:
         return FAILED, error or f"{action} but not verified"
     if action == "none":
         return ABSENT, ""
+    if action == "refused":
+        # A guarded step the role would not take (e.g. EDR without confirmed replacement coverage,
+        # revocation before the agreed date): outstanding until a later run does it.
+        return PENDING, error or "refused by a guard"
     return PENDING, f"rehearsal: {action}"
 
 

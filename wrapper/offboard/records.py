@@ -21,8 +21,27 @@ from typing import Any
 
 SCHEMA = 1
 PHASES = ("docs", "access", "agents", "infra")
-ACTIONS = ("removed", "none", "would_remove", "failed", "exported", "rotated", "disabled", "would_change")
-VERIFICATION_RESULTS = ("verified_absent", "verified_changed", "still_present", "not_verified")
+ACTIONS = (
+    "removed",
+    "none",
+    "would_remove",
+    "failed",
+    "exported",
+    "rotated",
+    "disabled",
+    "would_change",
+    "reset",
+    "handed_over",
+    "refused",
+)
+VERIFICATION_RESULTS = (
+    "verified_absent",
+    "verified_changed",
+    "verified_refused",
+    "verified_equal",
+    "still_present",
+    "not_verified",
+)
 OUTCOMES = ("ok", "failed", "unreachable")
 KINDS = ("item", "unreachable", "phase_start", "phase_end")
 
