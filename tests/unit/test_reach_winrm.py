@@ -112,7 +112,14 @@ class _Listener(BaseHTTPRequestHandler):
         if auth.startswith("Negotiate "):
             token = base64.b64decode(auth.split(" ", 1)[1])
             if self.ntlm is None or self.ntlm.complete:
-                self.ntlm = spnego.server(protocol="ntlm", options=spnego.NegotiateOptions.use_ntlm)
+                # pywinrm sends raw NTLM tokens, pypsrp's "negotiate" SPNEGO-wrapped ones: accept both,
+                # with NTLM inside (no Kerberos here).
+                raw = token.startswith(b"NTLMSSP\x00")
+                self.ntlm = (
+                    spnego.server(protocol="ntlm", options=spnego.NegotiateOptions.use_ntlm)
+                    if raw
+                    else spnego.server(protocol="negotiate", options=spnego.NegotiateOptions.use_negotiate)
+                )
             try:
                 out = self.ntlm.step(token)
             except spnego.exceptions.SpnegoError:
@@ -120,10 +127,14 @@ class _Listener(BaseHTTPRequestHandler):
                 return self._challenge()
             if not self.ntlm.complete:
                 return self._challenge(out)
+            # SPNEGO ends with the acceptor's last token (mechListMIC) on the accepting reply.
+            final = [("WWW-Authenticate", f"Negotiate {base64.b64encode(out).decode()}")] if out else []
+        else:
+            final = []
         if self.ntlm is None or not self.ntlm.complete:
             return self._challenge()
         if not body:  # pywinrm's blank request that sets up the security context
-            return self._send(200)
+            return self._send(200, headers=final)
         payload = [p for p in body.split(BOUNDARY + b"\r\n") if p][1]
         stream = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
         stream = stream.removesuffix(BOUNDARY + b"--\r\n")
@@ -146,7 +157,7 @@ class _Listener(BaseHTTPRequestHandler):
             + b"--\r\n"
         )
         content_type = f'multipart/encrypted;protocol="{SPNEGO_ENCRYPTED}";boundary="Encrypted Boundary"'
-        self._send(200, sealed, [("Content-Type", content_type)])
+        self._send(200, sealed, [("Content-Type", content_type), *final])
 
 
 class _Server(ThreadingHTTPServer):
@@ -310,10 +321,45 @@ def test_classify_all_runs_winrm_hosts_in_parallel(listener):
     }
 
 
-# --- PSRP: the port only (no login probe) --------------------------------------------------------
-def test_psrp_open_port_is_reachable_and_closed_port_unreachable(listener):
-    state, reason = _classify(_host(listener.server_port, connection="psrp"))
-    assert (state, reason) == (reach.REACHABLE, f"PSRP port {listener.server_port} open")
-    state, reason = _classify(_host(_closed_port(), connection="psrp"))
-    assert state == reach.UNREACHABLE
-    assert "refused" in reason.lower()
+# --- PSRP: a real login with pypsrp, options read as ansible's psrp connection reads them ---------
+def _psrp(port: int, **extra) -> HostConn:
+    extra.setdefault("ansible_psrp_protocol", "http")
+    if extra.get("ansible_psrp_auth") == "basic":  # ansible refuses basic over http with encryption on
+        extra.setdefault("ansible_psrp_message_encryption", "never")
+    return _host(port, connection="psrp", **extra)
+
+
+def test_psrp_basic_login_right_password_is_reachable(listener):
+    state, reason = _classify(_psrp(listener.server_port, ansible_psrp_auth="basic"))
+    assert (state, reason) == (reach.REACHABLE, "PSRP login ok (basic)")
+    assert listener.requests >= 3  # a shell was created and a command run, not just a port probe
+
+
+def test_psrp_wrong_password_is_auth_failed_and_the_password_is_not_echoed(listener):
+    state, reason = _classify(_psrp(listener.server_port, ansible_psrp_auth="basic", password="wr0ng-pw"))
+    assert state == reach.AUTH_FAILED, reason
+    assert "wr0ng-pw" not in reason
+
+
+def test_psrp_default_negotiate_auth_logs_in_with_ntlm(listener):
+    listener.mode = "ntlm"
+    state, reason = _classify(_psrp(listener.server_port, user=NTLM_USER))
+    assert (state, reason) == (reach.REACHABLE, "PSRP login ok (negotiate)")
+
+
+def test_psrp_closed_port_is_unreachable_and_no_credentials_probes_the_port_only(listener):
+    state, reason = _classify(_psrp(_closed_port()))
+    assert state == reach.UNREACHABLE and "refused" in reason.lower()
+    state, reason = _classify(_psrp(listener.server_port, user=None, password=None))
+    assert state == reach.REACHABLE and "login not probed" in reason
+    assert listener.requests == 0
+
+
+def test_psrp_protocol_and_port_defaults_follow_ansible(listener, monkeypatch):
+    probed: list[tuple[int, str]] = []
+    monkeypatch.setattr(reach, "probe_tcp", lambda a, port, t, what: probed.append((port, what)) or ("x", ""))
+    for port, protocol in ((None, None), (5985, None), (None, "http"), (8443, "https")):
+        extra = {"ansible_psrp_protocol": protocol} if protocol else {}
+        host = HostConn("w", "psrp", LOOPBACK, port, USER, PASSWORD, extra=extra)
+        reach.probe_psrp(host, 1)
+    assert probed == [(5986, "PSRP"), (5985, "PSRP"), (5985, "PSRP"), (8443, "PSRP")]

@@ -1,7 +1,8 @@
 """Preflight: classify every host as reachable / unreachable / auth_failed in seconds, in parallel.
 
 One short probe per host instead of one connect timeout per task: SSH (TCP + banner, then a
-BatchMode login when key auth is configured), WinRM through pywinrm, and the lab's
+BatchMode login when key auth is configured), WinRM through pywinrm, PSRP through pypsrp (a
+WinRS shell and `hostname`, with the psrp connection's own option defaults), and the lab's
 community.docker.docker_api connection (a stopped container is unreachable, as an offline device).
 """
 
@@ -65,7 +66,7 @@ def classify(host: HostConn, timeout: float) -> tuple[str, str]:
     if conn in ("winrm", "ansible.builtin.winrm"):
         return probe_winrm(host, timeout)
     if conn in ("psrp", "ansible.builtin.psrp"):
-        return probe_tcp(host.address, host.port or 5986, timeout, "PSRP")
+        return probe_psrp(host, timeout)
     if conn in ("ssh", "paramiko", "paramiko_ssh", "ansible.builtin.paramiko_ssh"):
         return probe_ssh(host, timeout)
     return NOT_CHECKED, f"no preflight probe for connection {conn}"
@@ -192,6 +193,56 @@ def probe_winrm(host: HostConn, timeout: float) -> tuple[str, str]:
         return REACHABLE, f"WinRM login ok ({transport})"
     state = AUTH_FAILED if any(s == AUTH_FAILED for s, _ in failures) else UNREACHABLE
     return state, "; ".join(reason for _, reason in failures)
+
+
+# --- PSRP ---------------------------------------------------------------------------------------
+def probe_psrp(host: HostConn, timeout: float) -> tuple[str, str]:
+    """Log in over WS-Management with pypsrp (what ansible's psrp connection uses) and run `hostname`.
+
+    Options are read as ansible's psrp connection reads them: protocol https unless the port is 5985,
+    auth negotiate, certificate validation on, path wsman, message encryption auto."""
+    extra = host.extra
+    port = host.port or extra.get("ansible_psrp_port")
+    protocol = str(extra.get("ansible_psrp_protocol") or ("http" if str(port) == "5985" else "https"))
+    port = int(port or (5985 if protocol == "http" else 5986))
+    state, reason = probe_tcp(host.address, port, timeout, "PSRP")
+    if state != REACHABLE:
+        return state, reason
+    user = host.user or extra.get("ansible_psrp_user")
+    auth = str(extra.get("ansible_psrp_auth") or "negotiate")
+    if auth == "certificate":
+        return REACHABLE, f"{reason} (certificate auth: login not probed)"
+    if not user or not host.password:
+        return REACHABLE, f"{reason} (no user/password: login not probed)"
+    try:
+        from pypsrp.client import Client
+        from pypsrp.exceptions import AuthenticationError
+    except ImportError:
+        return REACHABLE, f"{reason} (pypsrp not installed: login not probed)"
+    wait = max(1, int(timeout))
+    try:
+        client = Client(
+            host.address,
+            port=port,
+            ssl=protocol == "https",
+            path=str(extra.get("ansible_psrp_path") or "wsman"),
+            auth=auth,
+            cert_validation=str(extra.get("ansible_psrp_cert_validation") or "validate") != "ignore",
+            username=str(user),
+            password=host.password,
+            encryption=str(extra.get("ansible_psrp_message_encryption") or "auto"),
+            connection_timeout=wait,
+            read_timeout=wait + 1,
+            operation_timeout=wait,
+        )
+        _out, _err, rc = client.execute_cmd("hostname")
+    except AuthenticationError as exc:
+        return AUTH_FAILED, f"PSRP login as {user} ({auth}): {exc}"
+    except Exception as exc:
+        return UNREACHABLE, f"PSRP {host.address}:{port} ({auth}): {type(exc).__name__}: {exc}"
+    if rc != 0:
+        return REACHABLE, f"PSRP login ok ({auth}; hostname exited {rc})"
+    return REACHABLE, f"PSRP login ok ({auth})"
 
 
 def _winrm_transports(host: HostConn, scheme: str) -> list[str]:
