@@ -78,6 +78,7 @@ integration: system venv
 ## molecule: every role scenario runnable here (Windows scenarios need a real host: see the role READMEs)
 molecule: system venv
 	$(BIN)/python -c 'from offboard.lab import ensure_docker, ensure_image; ensure_docker(); ensure_image()'
+	$(BIN)/python -c 'from offboard.lab_dc import ensure_dc_image; ensure_dc_image()'
 	for scenario in $$(ls molecule); do \
 	  case $$scenario in *_windows) echo "molecule: $$scenario needs a Windows host, not run here"; continue;; esac; \
 	  molecule test -s $$scenario; done

@@ -207,6 +207,9 @@ class CallbackModule(CallbackBase):
         except _LockHeld as exc:
             self._display.warning(f"offboard_evidence: {exc}. This run's evidence is kept all the same.")
         self.run_dir = store.new_run(self.client, self.run_id)
+        # Roles that export files (offboard_export) write them into this run's folder; the worker
+        # processes are forked from this one and inherit the variable, as under the wrapper.
+        os.environ["OFFBOARD_EVIDENCE_RUN_DIR"] = str(self.run_dir)
         args = context.CLIARGS
         project = _paths.project_root()
         self.meta = _evidence.RunMetadata(

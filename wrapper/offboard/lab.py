@@ -73,6 +73,8 @@ class LabHost:
     name: str
     container: str
     offline: bool
+    # The lab's Samba AD domain controller (host var `lab_role: domain_controller`; see lab_dc.py).
+    dc: bool = False
 
 
 def _run(cmd: list[str], *, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess[str]:
@@ -92,7 +94,14 @@ def lab_hosts(root: Path | None = None) -> list[LabHost]:
     def walk(group: dict) -> None:
         for name, hvars in (group.get("hosts") or {}).items():
             hvars = hvars or {}
-            hosts.append(LabHost(name, hvars.get("ansible_host", name), bool(hvars.get("lab_offline"))))
+            hosts.append(
+                LabHost(
+                    name,
+                    hvars.get("ansible_host", name),
+                    bool(hvars.get("lab_offline")),
+                    hvars.get("lab_role") == "domain_controller",
+                )
+            )
         for child in (group.get("children") or {}).values():
             walk(child or {})
 
@@ -227,14 +236,21 @@ def plant(root: Path, verbose: bool = False) -> None:
 
 def up(verbose: bool = False, log=print) -> list[LabHost]:
     """Bring the lab to its defined state: image, running containers, planted, offline host stopped."""
+    from offboard import lab_dc  # imports this module
+
     root = project_root()
     ensure_docker()
     tag = ensure_image(log)
     hosts = lab_hosts(root)
+    dc_tag = lab_dc.ensure_dc_image(log, root) if any(h.dc for h in hosts) else ""
     for host in hosts:
-        ensure_container(host, tag)
+        ensure_container(host, dc_tag if host.dc else tag)
     log(f"planting footprints on {len(hosts)} lab machines")
     plant(root, verbose=verbose)
+    for host in hosts:
+        if host.dc:
+            log(f"{host.name}: planting the directory (OUs, accounts, GPOs)")
+            lab_dc.plant(host, root)
     for host in hosts:
         if host.offline:
             _run(["docker", "stop", host.container])
