@@ -207,6 +207,9 @@ class CallbackModule(CallbackBase):
         except _LockHeld as exc:
             self._display.warning(f"offboard_evidence: {exc}. This run's evidence is kept all the same.")
         self.run_dir = store.new_run(self.client, self.run_id)
+        # Exports of this run (reports, hand-over files: plugins/action/offboard_export.py) go here;
+        # the task workers forked from now on inherit it.
+        os.environ["OFFBOARD_EVIDENCE_EXPORT_DIR"] = str(self.run_dir / "exports")
         args = context.CLIARGS
         project = _paths.project_root()
         self.meta = _evidence.RunMetadata(
