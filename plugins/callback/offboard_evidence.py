@@ -207,9 +207,9 @@ class CallbackModule(CallbackBase):
         except _LockHeld as exc:
             self._display.warning(f"offboard_evidence: {exc}. This run's evidence is kept all the same.")
         self.run_dir = store.new_run(self.client, self.run_id)
-        # Exports of this run (reports, hand-over files: plugins/action/offboard_export.py) go here;
-        # the task workers forked from now on inherit it.
-        os.environ["OFFBOARD_EVIDENCE_EXPORT_DIR"] = str(self.run_dir / "exports")
+        # Roles that export files (offboard_export) write them into this run's folder; the worker
+        # processes are forked from this one and inherit the variable, as under the wrapper.
+        os.environ["OFFBOARD_EVIDENCE_RUN_DIR"] = str(self.run_dir)
         args = context.CLIARGS
         project = _paths.project_root()
         self.meta = _evidence.RunMetadata(

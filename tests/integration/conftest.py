@@ -99,7 +99,9 @@ class Lab:
         return json.loads(proc.stdout)
 
     def snapshot_all(self) -> dict[str, dict]:
-        return {h.name: self.snapshot(h) for h in self.online}
+        # Endpoint footprints only: the domain controller's planted state is directory content
+        # (tests/integration/test_gpo_lab.py looks at it).
+        return {h.name: self.snapshot(h) for h in self.online if not h.dc}
 
     def replant(self) -> None:
         """Put every footprint back (also on the offline laptop, which is stopped again)."""

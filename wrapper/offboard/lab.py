@@ -77,6 +77,8 @@ class LabHost:
     # its sshd listens only on `sshd_listen` (its own 127.x address), for real SSH logins (access phase).
     network: str = "none"
     sshd_listen: str = ""
+    # The lab's Samba AD domain controller (host var `lab_role: domain_controller`; see lab_dc.py).
+    dc: bool = False
 
 
 def _run(cmd: list[str], *, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess[str]:
@@ -101,8 +103,9 @@ def lab_hosts(root: Path | None = None) -> list[LabHost]:
                     name,
                     hvars.get("ansible_host", name),
                     bool(hvars.get("lab_offline")),
-                    str(hvars.get("lab_network") or "none"),
-                    str(hvars.get("lab_sshd_listen") or ""),
+                    network=str(hvars.get("lab_network") or "none"),
+                    sshd_listen=str(hvars.get("lab_sshd_listen") or ""),
+                    dc=hvars.get("lab_role") == "domain_controller",
                 )
             )
         for child in (group.get("children") or {}).values():
@@ -263,14 +266,21 @@ def plant(root: Path, verbose: bool = False) -> None:
 
 def up(verbose: bool = False, log=print) -> list[LabHost]:
     """Bring the lab to its defined state: image, running containers, planted, offline host stopped."""
+    from offboard import lab_dc  # imports this module
+
     root = project_root()
     ensure_docker()
     tag = ensure_image(log)
     hosts = lab_hosts(root)
+    dc_tag = lab_dc.ensure_dc_image(log, root) if any(h.dc for h in hosts) else ""
     for host in hosts:
-        ensure_container(host, tag)
+        ensure_container(host, dc_tag if host.dc else tag)
     log(f"planting footprints on {len(hosts)} lab machines")
     plant(root, verbose=verbose)
+    for host in hosts:
+        if host.dc:
+            log(f"{host.name}: planting the directory (OUs, accounts, GPOs)")
+            lab_dc.plant(host, root)
     for host in hosts:
         if host.offline:
             _run(["docker", "stop", host.container])
