@@ -52,6 +52,13 @@ def access_scope(access: Mapping[str, Any]) -> dict[str, Any]:
         "key_comment_patterns": list(access.get("ssh_key_comment_patterns") or []),
         "sudoers_patterns": list(access.get("sudoers_patterns") or []),
         "msp_groups": list(access.get("local_groups") or []),
+        "directory": {
+            "accounts": documented(access, "directory")["revoke"],
+            "keep_accounts": documented(access, "directory")["keep"],
+            "msp_ou": str((access.get("directory") or {}).get("msp_ou") or ""),
+            "msp_groups": list((access.get("directory") or {}).get("msp_groups") or []),
+            "account_patterns": list(access.get("account_patterns") or []),
+        },
     }
 
 
@@ -115,6 +122,9 @@ def access_report(
     seen_keep: set[str] = set()
     seen_fps: set[str] = set()
     undocumented: list[dict[str, Any]] = []
+    seen_dir: set[str] = set()
+    seen_dir_keep: set[str] = set()
+    any_dc = False
     per_host = []
     for entry in hosts:
         found = entry.get("found")
@@ -154,10 +164,29 @@ def access_report(
                         "why": "rule names the MSP together with others: needs a person",
                     }
                 )
+        directory = found.get("directory") or {}
+        if directory.get("is_dc"):
+            any_dc = True
+            for account in directory.get("accounts") or []:
+                seen_dir.add(account["name"])
+                if not account.get("documented"):
+                    undocumented.append(
+                        {
+                            "host": entry["host"],
+                            "kind": "directory_account",
+                            "name": account["name"],
+                            "why": f"found by {account['matched_by']}",
+                        }
+                    )
+            seen_dir_keep.update(directory.get("kept_present") or [])
         per_host.append(
             {
                 "host": entry["host"],
                 "os": entry.get("os", ""),
+                "directory_accounts": [a["name"] for a in directory.get("accounts") or []],
+                "directory_groups": [
+                    {"name": g["name"], "member_of": g["member_of"]} for g in directory.get("groups") or []
+                ],
                 "inventoried": True,
                 "msp_accounts": [a["name"] for a in found.get("accounts") or []],
                 "msp_keys": [
@@ -182,6 +211,16 @@ def access_report(
             {"kind": "kept_account", "name": n} for n in scope["keep_accounts"] if n not in seen_keep
         ]
         not_found += [{"kind": "ssh_key", "name": f} for f in sorted(documented_fps - seen_fps)]
+    if any_dc:
+        dscope = scope["directory"]
+        not_found += [
+            {"kind": "directory_account", "name": n} for n in dscope["accounts"] if n not in seen_dir
+        ]
+        not_found += [
+            {"kind": "directory_kept_account", "name": n}
+            for n in dscope["keep_accounts"]
+            if n not in seen_dir_keep
+        ]
     directory = access.get("directory") or {}
     return {
         "client": client,
@@ -223,6 +262,11 @@ def access_markdown(report: Mapping[str, Any]) -> str:
             f"MSP keys {len(host['msp_keys'])} (client keys left alone: {host['client_keys_left_alone']}); "
             f"sudoers {', '.join(r['path'] for r in host['sudoers']) or 'none'}; "
             f"kept accounts {', '.join(host['kept_accounts_present']) or 'none'}"
+            + (
+                f"; directory accounts {', '.join(host['directory_accounts'])}"
+                if host.get("directory_accounts")
+                else ""
+            )
         )
     lines += ["", "## MFA", "", report["mfa"]["note"], ""]
     return "\n".join(lines)
@@ -234,6 +278,8 @@ def collect(hostvars: Mapping[str, Any], hosts: Sequence[str], done: Sequence[st
     for host in hosts:
         hv = hostvars[host]
         found = hv.get("credential_inventory_found") if host in done else None
+        if found is not None and hv.get("credential_inventory_directory"):
+            found = dict(found, directory=hv["credential_inventory_directory"])
         out.append(
             {
                 "host": host,
