@@ -311,6 +311,35 @@ def login_attempts(
     return attempts
 
 
+def bind_results(results: Sequence[Mapping[str, Any]], loop_var: str) -> list[dict[str, Any]]:
+    """Only user, rc and start time of registered command results (their arguments may hold a password)."""
+    return [
+        {"user": str(r.get(loop_var, "")), "rc": int(r.get("rc", -1)), "start": str(r.get("start", ""))}
+        for r in results
+    ]
+
+
+def probe_results(results: Sequence[Mapping[str, Any]], loop_var: str) -> list[dict[str, Any]]:
+    """Only the safe fields of registered offboard_login_probe results (never the task's arguments)."""
+    out = []
+    for r in results:
+        if r.get("skipped"):
+            continue
+        attempt = r.get(loop_var) or {}
+        out.append(
+            {
+                "method": str(attempt.get("method", "")),
+                "user": str(attempt.get("user", "")),
+                "key_file": str(attempt.get("key_file", "")),
+                "outcome": str(r.get("outcome", "error")),
+                "detail": str(r.get("detail", r.get("msg", "")))[:300],
+                "attempted_at": str(r.get("attempted_at", "")),
+                "address": str(r.get("address", "")),
+            }
+        )
+    return out
+
+
 def key_fingerprint(line: str) -> str:
     """SHA256 fingerprint of one public key line ('' when it is not a key)."""
     key = rules.parse_key_line(str(line))
@@ -328,5 +357,7 @@ class FilterModule:
             "offboard_key_fingerprint": key_fingerprint,
             "offboard_access_collect": collect,
             "offboard_login_attempts": login_attempts,
+            "offboard_bind_results": bind_results,
+            "offboard_probe_results": probe_results,
             "offboard_without_keys": lambda text, fps: rules.without_keys(str(text), list(fps)),
         }
