@@ -33,7 +33,8 @@ options:
 """
 
 RETURN = r"""
-path: {description: Absolute path of the written file., type: str, returned: always}
+path: {description: Path relative to the run folder (absolute without an evidence run)., type: str, returned: always}
+abs_path: {description: Absolute path of the written file., type: str, returned: always}
 sha256: {description: sha256 of the file., type: str, returned: always}
 """
 
@@ -76,5 +77,10 @@ class ActionModule(ActionBase):
         os.replace(tmp_path, target)
         if args.get("src") is not None:
             os.unlink(args["src"])
-        result.update(changed=False, path=str(target), sha256=hashlib.sha256(data).hexdigest())
+        run_dir = os.environ.get("OFFBOARD_EVIDENCE_RUN_DIR")
+        # Inside an evidence run the record names the file relative to the run folder (as offboard_export).
+        recorded = str(target.relative_to(run_dir)) if run_dir else str(target)
+        result.update(
+            changed=False, path=recorded, abs_path=str(target), sha256=hashlib.sha256(data).hexdigest()
+        )
         return result
