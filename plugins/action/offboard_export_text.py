@@ -33,7 +33,7 @@ options:
 """
 
 RETURN = r"""
-path: {description: Path relative to the run folder (absolute without an evidence run)., type: str, returned: always}
+path: {description: Relative to the run folder (absolute without a run)., type: str, returned: always}
 abs_path: {description: Absolute path of the written file., type: str, returned: always}
 sha256: {description: sha256 of the file., type: str, returned: always}
 """
