@@ -204,3 +204,25 @@ def test_windows_findings_are_judged_like_linux():
     assert [a["name"] for a in found["accounts"]] == ["mspadmin"]
     assert found["accounts"][0]["admin_groups"] == ["Administrators"]
     assert [k["fingerprint"] for k in found["keys"] if k["msp"]] == [MSP_FP]
+
+
+def test_attempt_outcomes_keep_no_task_argument():
+    secret = "canary-arg-5d1c"
+    probes = [
+        {
+            "__try": {"method": "ssh_password", "user": "u", "key_file": ""},
+            "outcome": "refused",
+            "detail": "authentication refused",
+            "attempted_at": "2026-11-25T22:00:00Z",
+            "address": "127.0.10.3:2222",
+            "invocation": {"module_args": {"password": secret}},
+        },
+        {"__try": {"method": "ssh_key", "user": "root"}, "skipped": True},
+    ]
+    got = flt.probe_results(probes, "__try")
+    assert [(g["method"], g["user"], g["outcome"]) for g in got] == [("ssh_password", "u", "refused")]
+    binds = flt.bind_results(
+        [{"__du": "msp-tech1", "rc": 49, "invocation": {"module_args": {"stdin": secret}}}], "__du"
+    )
+    assert binds == [{"user": "msp-tech1", "rc": 49, "start": ""}]
+    assert secret not in repr(got) + repr(binds)
