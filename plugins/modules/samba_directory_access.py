@@ -225,6 +225,8 @@ def main() -> None:
     if module.params["state"] == "query":
         module.exit_json(changed=False, **found)
     if module.params["state"] == "password":
+        if len(module.params["password"]) < 12:
+            module.fail_json(msg="refusing to set a password shorter than 12 characters")
         if module.params["name"] not in found["kept_present"]:
             module.fail_json(msg=f"{module.params['name']} is not a kept account present in the directory")
         if not module.check_mode:
