@@ -73,6 +73,10 @@ class LabHost:
     name: str
     container: str
     offline: bool
+    # "none" (default: docker_api only) or "host": the container shares the host's network namespace and
+    # its sshd listens only on `sshd_listen` (its own 127.x address), for real SSH logins (access phase).
+    network: str = "none"
+    sshd_listen: str = ""
     # The lab's Samba AD domain controller (host var `lab_role: domain_controller`; see lab_dc.py).
     dc: bool = False
 
@@ -99,7 +103,9 @@ def lab_hosts(root: Path | None = None) -> list[LabHost]:
                     name,
                     hvars.get("ansible_host", name),
                     bool(hvars.get("lab_offline")),
-                    hvars.get("lab_role") == "domain_controller",
+                    network=str(hvars.get("lab_network") or "none"),
+                    sshd_listen=str(hvars.get("lab_sshd_listen") or ""),
+                    dc=hvars.get("lab_role") == "domain_controller",
                 )
             )
         for child in (group.get("children") or {}).values():
@@ -199,12 +205,36 @@ def ensure_container(host: LabHost, tag: str) -> None:
                 f"{LABEL}=1",
                 "--label",
                 f"{LABEL}.host={host.name}",
-                *RUN_ARGS,
+                *_run_args(host),
                 tag,
             ]
         )
+        if host.network == "host":
+            _restrict_sshd(host)
     if state is None or not state["State"]["Running"]:
         _run(["docker", "start", host.container])
+
+
+def _run_args(host: LabHost) -> list[str]:
+    args = list(RUN_ARGS)
+    if host.network != "none":
+        if host.network != "host" or not host.sshd_listen.startswith("127."):
+            raise LabError(f"{host.name}: lab_network host needs lab_sshd_listen 127.x.y.z:port")
+        args[args.index("--network") + 1] = "host"
+    return args
+
+
+def _restrict_sshd(host: LabHost) -> None:
+    """Before the first boot: the host-network container's sshd must bind only its own loopback address
+    (sshd_config.d is included first, and the first ListenAddress/Port given wins)."""
+    with tempfile.TemporaryDirectory(prefix="offboard-lab-") as tmp:
+        conf = Path(tmp) / "00-offboard-lab-listen.conf"
+        conf.write_text(
+            f"# offboard lab: this container shares the host's network; listen on its own address only\n"
+            f"ListenAddress {host.sshd_listen}\n",
+            encoding="utf-8",
+        )
+        _run(["docker", "cp", str(conf), f"{host.container}:/etc/ssh/sshd_config.d/"])
 
 
 def _ansible_env(root: Path) -> dict[str, str]:
