@@ -82,7 +82,13 @@ def agent_scope(
                 ]
                 leftovers = section.get("leftovers") or {}
                 item["leftovers"] = {k: [_fact_value(f) for f in v or []] for k, v in leftovers.items()}
-                for key in ("registry", "uninstall_entries", "protection", "install_dir_from", "kernel_modules"):
+                for key in (
+                    "registry",
+                    "uninstall_entries",
+                    "protection",
+                    "install_dir_from",
+                    "kernel_modules",
+                ):
                     if key in section:
                         item[key] = section[key]
             items.append(_substitute(item, instance))

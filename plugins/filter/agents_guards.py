@@ -157,8 +157,9 @@ def backup_locations(terms: Mapping[str, Any] | None, host: str) -> list[dict[st
     terms = terms if isinstance(terms, Mapping) else {}
     out = []
     for index, loc in enumerate(terms.get("msp_data") or []):
-        if not isinstance(loc, Mapping) or not str(loc.get("path") or "").startswith("/") and not (
-            len(str(loc.get("path") or "")) > 2 and str(loc.get("path"))[1:3] == ":\\"
+        if not isinstance(loc, Mapping) or (
+            not str(loc.get("path") or "").startswith("/")
+            and not (len(str(loc.get("path") or "")) > 2 and str(loc.get("path"))[1:3] == ":\\")
         ):
             raise AnsibleFilterError(
                 f"offboard_backup_terms.msp_data[{index}] needs an absolute 'path', got {loc!r}"

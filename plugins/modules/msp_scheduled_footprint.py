@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: msp_scheduled_footprint
-short_description: Find the MSP's cron jobs, systemd timers/services, startup scripts, script folders and launchd jobs
+short_description: Find (and remove) the MSP's cron jobs, systemd timers, startup scripts and launchd jobs
 description:
   - Scans a Linux or macOS host for jobs and scripts that match the departing MSP's patterns from the
     inventory, and with O(state=absent) removes exactly those.
@@ -39,12 +39,12 @@ options:
     elements: str
     default: []
   keep_patterns:
-    description: Regular expressions for the client's own jobs; an item whose name or definition matches is kept.
+    description: Regexes for the client's own jobs; an item whose name or definition matches is kept.
     type: list
     elements: str
     default: []
   state:
-    description: V(query) reports; V(absent) removes what it finds (in check mode, reports what it would remove).
+    description: V(query) reports; V(absent) removes what it finds (in check mode - what it would).
     type: str
     choices: [query, absent]
     default: query
@@ -78,8 +78,10 @@ items:
   type: list
   elements: dict
   contains:
-    id: {description: stable identifier, e.g. systemd:msp-patch.timer or cron_line:/etc/crontab:1a2b3c4d, type: str}
-    kind: {description: cron_line, cron_file, cron_script, systemd, profile_script, rc_line, script_dir, launchd, type: str}
+    id: {description: 'stable id: systemd:msp-patch.timer, cron_line:/etc/crontab:1a2b3c4d', type: str}
+    kind:
+      description: cron_line, cron_file, cron_script, systemd, profile_script, rc_line, script_dir or launchd
+      type: str
     component: {description: scheduled_task or startup_script, type: str}
     path: {description: file (or folder) holding it, type: str}
     definition: {description: the text that defines it, up to capture_limit bytes, type: str}
@@ -188,7 +190,9 @@ class Scanner:
         self.root = root
         self.limit = module.params["capture_limit"] if module else 16384
         p = module.params if module else {}
-        self.match = Matcher(p.get("name_patterns") or [], p.get("path_patterns") or [], p.get("keep_patterns") or [])
+        self.match = Matcher(
+            p.get("name_patterns") or [], p.get("path_patterns") or [], p.get("keep_patterns") or []
+        )
         self.script_dirs = p.get("script_dirs") or []
         self.items = []
         self.kept = []
@@ -227,7 +231,9 @@ class Scanner:
             **extra,
         }
         if kept:
-            self.kept.append({"id": item["id"], "kind": kind, "path": path, "kept_by": kept, "matched_by": matched_by})
+            self.kept.append(
+                {"id": item["id"], "kind": kind, "path": path, "kept_by": kept, "matched_by": matched_by}
+            )
         else:
             self.items.append(item)
 
@@ -240,8 +246,14 @@ class Scanner:
             if why:
                 digest = hashlib.sha256(line.encode()).hexdigest()[:8]
                 self.add(
-                    "cron_line", "scheduled_task", path, line, why, os.path.basename(path),
-                    id=f"cron_line:{path}:{digest}", line=line,
+                    "cron_line",
+                    "scheduled_task",
+                    path,
+                    line,
+                    why,
+                    os.path.basename(path),
+                    id=f"cron_line:{path}:{digest}",
+                    line=line,
                 )
 
     def scan_cron(self):
@@ -284,9 +296,13 @@ class Scanner:
         for folder in UNIT_DIRS:
             for name in self.listdir(folder):
                 path = f"{folder}/{name}"
-                if name.endswith((".service", ".timer")) and os.path.isfile(self.real(path)):
-                    if not os.path.islink(self.real(path)):
-                        units.setdefault(name, path)
+                real = self.real(path)
+                if (
+                    name.endswith((".service", ".timer"))
+                    and os.path.isfile(real)
+                    and not os.path.islink(real)
+                ):
+                    units.setdefault(name, path)
         groups = {}
         for name, path in units.items():
             text = self.read(path) or ""
@@ -303,7 +319,11 @@ class Scanner:
                 if name.endswith(".timer"):
                     text = self.read(units[name]) or ""
                     target = next(
-                        (ln.split("=", 1)[1].strip() for ln in text.splitlines() if ln.strip().startswith("Unit=")),
+                        (
+                            ln.split("=", 1)[1].strip()
+                            for ln in text.splitlines()
+                            if ln.strip().startswith("Unit=")
+                        ),
                         f"{stem}.service",
                     )
                     if target in units:
@@ -313,8 +333,15 @@ class Scanner:
             names = sorted(group["units"], key=lambda n: (not n.endswith(".timer"), n))
             definition = "".join(f"# {units[n]}\n{self.read(units[n]) or ''}\n" for n in names)
             self.add(
-                "systemd", "scheduled_task", units[names[0]], definition, group["why"], names[0],
-                id=f"systemd:{names[0]}", units=names, unit_paths=[units[n] for n in names],
+                "systemd",
+                "scheduled_task",
+                units[names[0]],
+                definition,
+                group["why"],
+                names[0],
+                id=f"systemd:{names[0]}",
+                units=names,
+                unit_paths=[units[n] for n in names],
             )
 
     # startup scripts ---------------------------------------------------------------------------------
@@ -335,8 +362,14 @@ class Scanner:
                     if why:
                         digest = hashlib.sha256(line.encode()).hexdigest()[:8]
                         self.add(
-                            "rc_line", "startup_script", "/etc/rc.local", line, why, "rc.local",
-                            id=f"rc_line:/etc/rc.local:{digest}", line=line,
+                            "rc_line",
+                            "startup_script",
+                            "/etc/rc.local",
+                            line,
+                            why,
+                            "rc.local",
+                            id=f"rc_line:/etc/rc.local:{digest}",
+                            line=line,
                         )
         for folder in self.script_dirs:
             if not os.path.isdir(self.real(folder)) or os.path.islink(self.real(folder)):
@@ -381,10 +414,19 @@ class Scanner:
                 )
                 why = self.match.name(label) or self.match.path(program)
                 if why:
-                    text = raw.decode("utf-8", "replace") if b"\0" not in raw else plistlib.dumps(plist).decode()
+                    text = (
+                        raw.decode("utf-8", "replace") if b"\0" not in raw else plistlib.dumps(plist).decode()
+                    )
                     self.add(
-                        "launchd", "scheduled_task", path, text, why, label,
-                        id=f"launchd:{label}", label=label, domain="system" if "Daemons" in folder else "gui",
+                        "launchd",
+                        "scheduled_task",
+                        path,
+                        text,
+                        why,
+                        label,
+                        id=f"launchd:{label}",
+                        label=label,
+                        domain="system" if "Daemons" in folder else "gui",
                     )
 
     def scan(self):
@@ -462,16 +504,15 @@ def remove(module, scanner, items):
         elif kind == "script_dir":
             if not safe_dir(item["path"]):
                 module.fail_json(
-                    msg=f"refusing to delete {item['path']!r}: a system folder or not an absolute plain path; "
-                    "fix offboard_msp_footprint.script_dirs",
+                    msg=f"refusing to delete {item['path']!r}: a system folder or not an absolute plain "
+                    "path; fix offboard_msp_footprint.script_dirs",
                     items=items,
                 )
             if not check:
                 shutil.rmtree(scanner.real(item["path"]))
-        elif kind in ("cron_file", "cron_script", "profile_script"):
-            if not check:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(scanner.real(item["path"]))
+        elif kind in ("cron_file", "cron_script", "profile_script") and not check:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(scanner.real(item["path"]))
     if reload_systemd and not check and live and shutil.which("systemctl"):
         run(["systemctl", "daemon-reload"])
         run(["systemctl", "reset-failed"])
