@@ -438,7 +438,7 @@ class Scanner:
 
 
 # removal -----------------------------------------------------------------------------------------------
-def _rewrite_without(path, lines_to_drop):
+def _rewrite_without(path, lines_to_drop, logical=None):
     """Write path again without the given lines (atomic rename keeps cron's view consistent).
     Returns True when the file no longer schedules anything and was deleted instead."""
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -446,7 +446,7 @@ def _rewrite_without(path, lines_to_drop):
     kept = [ln for ln in lines if ln.rstrip("\n") not in lines_to_drop]
     if kept == lines:
         return False
-    if path.startswith("/etc/cron.d/") and not any(is_job_line(ln) for ln in kept):
+    if (logical or path).startswith("/etc/cron.d/") and not any(is_job_line(ln) for ln in kept):
         os.unlink(path)
         return True
     st = os.stat(path)
@@ -471,7 +471,7 @@ def remove(module, scanner, items):
             by_file.setdefault(item["path"], []).append(item)
     if not check:
         for path, line_items in by_file.items():
-            deleted = _rewrite_without(scanner.real(path), {i["line"] for i in line_items})
+            deleted = _rewrite_without(scanner.real(path), {i["line"] for i in line_items}, path)
             for i in line_items:
                 i["file_deleted"] = deleted
     for item in items:
