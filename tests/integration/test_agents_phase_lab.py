@@ -147,14 +147,50 @@ def _run(*extra: str, hosts: str = HOSTS, tags: str = TAGS) -> subprocess.Comple
     return playbook("offboard.yml", "-l", hosts, "--tags", tags, *extra)
 
 
-def test_rehearsal_removal_and_second_run(lab):
+CANARY = "CANARY-s1-5b9e0c2a7d"
+
+
+def _vault_canary(lab, tmp_path: Path) -> list[str]:
+    """The SentinelOne passphrase as a real client keeps it: in an ansible-vault file. The lab's sentinelctl
+    stand-in is told to take only this passphrase (by its sha256), so a removal proves it arrived there."""
+    srv01 = next(h for h in lab.online if h.name == "lab-srv01")
+    digest = subprocess.run(
+        ["sha256sum"], input=CANARY, capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    assert (
+        lab.exec(srv01, "sh", "-c", f"echo {digest} > /opt/sentinelone/.lab_passphrase.sha256").returncode
+        == 0
+    )
+    secret_file, password_file = tmp_path / "vault.yml", tmp_path / "vault-pass"
+    password_file.write_text("lab-vault-password\n")
+    secret_file.write_text(f"offboard_security_uninstall_codes:\n  sentinelone: {CANARY}\n")
+    enc = subprocess.run(
+        [
+            str(BIN / "ansible-vault"),
+            "encrypt",
+            "--vault-password-file",
+            str(password_file),
+            str(secret_file),
+        ],
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        check=False,
+        cwd=ROOT,
+    )
+    assert enc.returncode == 0 and CANARY not in secret_file.read_text(), enc.stderr
+    return ["-e", f"@{secret_file}", "--vault-password-file", str(password_file)]
+
+
+def test_rehearsal_removal_and_second_run(lab, tmp_path):
+    vault = _vault_canary(lab, tmp_path)
     planted = {h: _probe(lab, h) for h in MSP}
     for host, snap in planted.items():
         assert len(_msp_left(snap, host)) >= len(MSP[host]["paths"]), f"{host}: the lab did not plant it all"
         assert all(_client(snap)["lines"].values()) and _client(snap)["packages"]["labclient-inventory"]
 
     # 1. Rehearsal: every MSP item reported, nothing changed.
-    check = _run("--check")
+    check = _run("--check", *vault)
     assert check.returncode == 0, check.stdout[-3000:]
     assert {h: _probe(lab, h) for h in MSP} == planted
     _, rehearsal = _records(check.stdout)
@@ -171,9 +207,11 @@ def test_rehearsal_removal_and_second_run(lab):
     ) in would
     assert not any(r["action"] == "removed" for r in rehearsal)
 
-    # 2. The real run: the MSP's items gone, the client's byte for byte as planted.
-    real = _run()
+    # 2. The real run: the MSP's items gone, the client's byte for byte as planted. The vault's passphrase
+    # reached sentinelctl (it accepts no other) and nothing else: not the console at -vv, not the evidence.
+    real = _run("-vv", *vault)
     assert real.returncode == 0, real.stdout[-3000:]
+    assert CANARY not in real.stdout and CANARY not in real.stderr
     for host in MSP:
         after = _probe(lab, host)
         assert _msp_left(after, host) == [], f"{host}: left {_msp_left(after, host)}"
@@ -208,10 +246,11 @@ def test_rehearsal_removal_and_second_run(lab):
     assert scripts["component"] == "startup_script" and "patch-check.sh" in scripts["before"]["definition"]
     kept = by[("lab-srv01", "kept:cron_file:/etc/cron.d/msp-invoice-check")]
     assert kept["action"] == "none" and "keep_patterns" in kept["verification"]["note"]
-    assert (run_dir / "records.jsonl").is_file()
+    leaked = [p for p in run_dir.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
+    assert leaked == [] and (run_dir / "records.jsonl").is_file()
 
     # 3. Second run: nothing to do, nothing changed, absence recorded.
-    again = _run()
+    again = _run(*vault)
     assert again.returncode == 0
     assert all(_recap(again.stdout)[h]["changed"] == 0 for h in MSP), again.stdout[-3000:]
     _, second = _records(again.stdout)
@@ -277,56 +316,3 @@ def test_guards_refuse_edr_without_confirmation_and_backup_data_before_retention
     )
     assert data["before"]["retention_until"] == "2099-12-31" and data["before"]["found"] is True
     assert by[("lab-srv01", "veeam_agent")]["action"] == "removed"
-
-
-def test_uninstall_passphrase_from_the_vault_reaches_the_uninstaller_and_nothing_else(lab, tmp_path):
-    canary = "CANARY-s1-5b9e0c2a7d"
-    srv01 = next(h for h in lab.online if h.name == "lab-srv01")
-    # The lab's sentinelctl stand-in now takes only this passphrase (by sha256): a removal proves it arrived.
-    digest = subprocess.run(
-        ["sha256sum"], input=canary, capture_output=True, text=True, check=True
-    ).stdout.split()[0]
-    assert (
-        lab.exec(srv01, "sh", "-c", f"echo {digest} > /opt/sentinelone/.lab_passphrase.sha256").returncode
-        == 0
-    )
-    secret_file, password_file = tmp_path / "vault.yml", tmp_path / "vault-pass"
-    password_file.write_text("lab-vault-password\n")
-    secret_file.write_text(f"offboard_security_uninstall_codes:\n  sentinelone: {canary}\n")
-    enc = subprocess.run(
-        [
-            str(BIN / "ansible-vault"),
-            "encrypt",
-            "--vault-password-file",
-            str(password_file),
-            str(secret_file),
-        ],
-        capture_output=True,
-        text=True,
-        env=ansible_env(),
-        check=False,
-        cwd=ROOT,
-    )
-    assert enc.returncode == 0 and canary not in secret_file.read_text(), enc.stderr
-
-    run = playbook(
-        "offboard.yml",
-        "-l",
-        "lab-srv01",
-        "--tags",
-        "security_software_transition",
-        "-vv",
-        "-e",
-        f"@{secret_file}",
-        "--vault-password-file",
-        str(password_file),
-    )
-    assert run.returncode == 0, run.stdout[-3000:]
-    run_dir, records = _records(run.stdout)
-    assert _by(records)[("lab-srv01", "sentinelone")]["action"] == "removed"
-    assert not _probe(lab, "lab-srv01")["paths"]["/opt/sentinelone"]
-    # Nowhere: not on the console (at -vv), not in any evidence file of the run.
-    assert canary not in run.stdout and canary not in run.stderr
-    leaked = [p for p in run_dir.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
-    assert leaked == []
-    assert any(run_dir.rglob("*")), "the run wrote no evidence at all"
