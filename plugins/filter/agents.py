@@ -47,6 +47,8 @@ def agent_scope(
     """
     items: list[dict[str, Any]] = []
     for entry in products or []:
+        if isinstance(entry, str):  # a bare product id, e.g. offboard_security.msp_products: [sentinelone]
+            entry = {"product": entry}
         product = entry.get("product") if isinstance(entry, Mapping) else None
         if product not in catalog:
             raise AnsibleFilterError(f"unknown product {product!r}: not in the agent catalog")
@@ -80,7 +82,13 @@ def agent_scope(
                 ]
                 leftovers = section.get("leftovers") or {}
                 item["leftovers"] = {k: [_fact_value(f) for f in v or []] for k, v in leftovers.items()}
-                for key in ("registry", "uninstall_entries", "protection", "install_dir_from"):
+                for key in (
+                    "registry",
+                    "uninstall_entries",
+                    "protection",
+                    "install_dir_from",
+                    "kernel_modules",
+                ):
                     if key in section:
                         item[key] = section[key]
             items.append(_substitute(item, instance))

@@ -27,6 +27,7 @@ def lab_plan(plant: Sequence[str], footprints: Mapping[str, Any]) -> dict[str, l
         "services": [],
         "runtime_files": [],
         "cron": [],
+        "lines": [],
     }
     for fp_id in plant:
         if fp_id not in footprints:
@@ -67,6 +68,10 @@ def lab_plan(plant: Sequence[str], footprints: Mapping[str, Any]) -> dict[str, l
             plan["dirs"].append(os.path.dirname(runtime["path"]))
             plan["runtime_files"].append(runtime)
         plan["cron"].extend(fp.get("cron", []))
+        # Lines appended to a file the system already has (e.g. /etc/crontab), and units planted as plain
+        # files (timers, oneshot services) that are enabled like a vendor's install script would.
+        plan["lines"].extend(fp.get("lines", []))
+        plan["services"].extend(fp.get("enable", []))
     plan["dirs"] = sorted(set(plan["dirs"]))
     return plan
 

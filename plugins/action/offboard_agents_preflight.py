@@ -1,0 +1,144 @@
+# Copyright: the offboard project contributors
+# Apache-2.0
+"""Action plugin: preflight checks of the agents phase's client variables beyond the RMM agents.
+
+Runs in the preflight play (after offboard_preflight has established that the run targets exactly one
+client), on the controller, before any host is touched: an unknown product id, an unreadable date, a
+relative backup path, a broken pattern or a system folder given as the MSP's script folder is refused
+with a message saying what to fix. The guards themselves (confirmed coverage, retention) are not errors:
+the roles record `refused` for them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+DOCUMENTATION = r"""
+module: offboard_agents_preflight
+short_description: Refuse bad security, backup and footprint variables of a client before any change
+options:
+  security_catalog_dir: {description: Catalog of security_software_transition., type: path, required: true}
+  backup_catalog_dir: {description: Catalog folder of backup_agent_removal., type: path, required: true}
+"""
+
+DISPOSITIONS = ("handover", "transfer", "delete")
+WINDOWS_ABS = re.compile(r"^[A-Za-z]:\\")
+
+
+class PreflightError(Exception):
+    pass
+
+
+def _catalog_ids(folder: str) -> set[str]:
+    ids = set()
+    for name in os.listdir(folder):
+        if name.endswith(".yml") and name != "sources.yml":
+            with open(os.path.join(folder, name), encoding="utf-8") as fh:
+                ids |= set(yaml.safe_load(fh) or {})
+    return ids
+
+
+def _products(value: Any, where: str, known: set[str]) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PreflightError(f"{where} must be a list of catalog ids")
+    out = []
+    for index, entry in enumerate(value):
+        product = entry.get("product") if isinstance(entry, Mapping) else entry
+        if product not in known:
+            raise PreflightError(
+                f"{where}[{index}]: unknown product {product!r}; known: {', '.join(sorted(known))}"
+            )
+        out.append(product)
+    return out
+
+
+def _date(value: Any, where: str) -> None:
+    if value in (None, ""):
+        return
+    try:
+        dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise PreflightError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _absolute(path: Any) -> bool:
+    return isinstance(path, str) and (path.startswith("/") or bool(WINDOWS_ABS.match(path)))
+
+
+def check(hostvars: Mapping[str, Any], security_dir: str, backup_dir: str) -> dict[str, Any]:
+    security = hostvars.get("offboard_security") or {}
+    if not isinstance(security, Mapping):
+        raise PreflightError("offboard_security must be a mapping (see inventories/example)")
+    sec = _products(
+        security.get("msp_products"), "offboard_security.msp_products", _catalog_ids(security_dir)
+    )
+    _date(security.get("replacement_confirmed_on"), "offboard_security.replacement_confirmed_on")
+    codes = hostvars.get("offboard_security_uninstall_codes") or {}
+    if not isinstance(codes, Mapping):
+        raise PreflightError("offboard_security_uninstall_codes must map product ids to codes (vault)")
+    terms = hostvars.get("offboard_backup_terms") or {}
+    if not isinstance(terms, Mapping):
+        raise PreflightError("offboard_backup_terms must be a mapping (see inventories/example)")
+    bak = _products(terms.get("msp_products"), "offboard_backup_terms.msp_products", _catalog_ids(backup_dir))
+    if terms.get("data_disposition") not in (None, "", *DISPOSITIONS):
+        raise PreflightError(
+            f"offboard_backup_terms.data_disposition {terms['data_disposition']!r}: use one of "
+            f"{', '.join(DISPOSITIONS)}"
+        )
+    for field in ("retention_until", "handed_over_on"):
+        _date(terms.get(field), f"offboard_backup_terms.{field}")
+    for index, loc in enumerate(terms.get("msp_data") or []):
+        if not isinstance(loc, Mapping) or not _absolute(loc.get("path")):
+            raise PreflightError(f"offboard_backup_terms.msp_data[{index}] needs an absolute 'path'")
+    footprint = hostvars.get("offboard_msp_footprint") or {}
+    if not isinstance(footprint, Mapping):
+        raise PreflightError("offboard_msp_footprint must be a mapping (see inventories/example)")
+    for field in ("name_patterns", "path_patterns", "keep_patterns"):
+        for index, pattern in enumerate(footprint.get(field) or []):
+            try:
+                re.compile(str(pattern))
+            except re.error as exc:
+                raise PreflightError(
+                    f"offboard_msp_footprint.{field}[{index}] {pattern!r} is not a regular expression: {exc}"
+                ) from None
+    for index, folder in enumerate(footprint.get("script_dirs") or []):
+        norm = os.path.normpath(str(folder)) if str(folder).startswith("/") else str(folder)
+        shallow = str(folder).startswith("/") and norm.count("/") < 2
+        if not _absolute(folder) or shallow or any(c in str(folder) for c in "*?["):
+            raise PreflightError(
+                f"offboard_msp_footprint.script_dirs[{index}] {folder!r}: give the MSP's own folder as an "
+                "absolute path without wildcards (it is deleted whole)"
+            )
+    return {"security_products": sec, "backup_products": bak}
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _VALID_ARGS = frozenset(("security_catalog_dir", "backup_catalog_dir"))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        selected = list(task_vars.get("ansible_play_hosts_all") or [])
+        hostvars = task_vars["hostvars"][selected[0]] if selected else {}
+        try:
+            result.update(
+                check(
+                    hostvars, self._task.args["security_catalog_dir"], self._task.args["backup_catalog_dir"]
+                )
+            )
+        except PreflightError as exc:
+            raise AnsibleActionFail(f"REFUSED before any change: {exc}") from None
+        result["changed"] = False
+        return result
