@@ -228,6 +228,10 @@ class CallbackModule(CallbackBase):
         )
         _evidence.write_metadata(self.run_dir, self.meta)
         self.writer = _evidence.RecordWriter(self.run_dir)
+        # Roles put exports (zone files, configuration backups) into the run's evidence through the
+        # offboard_export action, which finds the folder here, as under the wrapper. Tasks run in forks
+        # of this process started after this point, so they inherit it.
+        os.environ["OFFBOARD_EVIDENCE_RUN_DIR"] = str(self.run_dir)
 
     # --- plays and tasks -----------------------------------------------------------------------
     def v2_playbook_on_play_start(self, play) -> None:

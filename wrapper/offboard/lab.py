@@ -40,11 +40,18 @@ PACKAGES = (
     "cron",
     "sudo",
     "procps",
+    # The network lab machines (issue 7): lab-fw01 (nftables firewall with SNMP and syslog) and lab-dns01
+    # (BIND serving the client's zones on 127.0.0.1:5300).
+    "nftables",
+    "snmpd",
+    "rsyslog",
+    "bind9",
 )
+# Services that come with those packages start only where the plant script enables them: named with
+# Debian's defaults would listen on port 53 of the host's interfaces in lab-dns01 (--network host).
+DISABLED_UNITS = ("named.service", "snmpd.service", "rsyslog.service", "nftables.service")
 DOCKERD_ARGS = ("--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false")
 RUN_ARGS = (
-    "--network",
-    "none",
     "--cap-add",
     "SYS_ADMIN",
     "--security-opt",
@@ -73,6 +80,17 @@ class LabHost:
     name: str
     container: str
     offline: bool
+    # lab_network (none | host) and lab_caps (extra capabilities, e.g. NET_ADMIN for nftables)
+    network: str = "none"
+    caps: tuple[str, ...] = ()
+
+    def run_args(self) -> list[str]:
+        args = ["--network", self.network, *RUN_ARGS]
+        for cap in self.caps:
+            args += ["--cap-add", cap]
+        if self.network != "host":  # docker refuses --hostname with the host's network
+            args += ["--hostname", self.name]
+        return args
 
 
 def _run(cmd: list[str], *, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess[str]:
@@ -92,7 +110,15 @@ def lab_hosts(root: Path | None = None) -> list[LabHost]:
     def walk(group: dict) -> None:
         for name, hvars in (group.get("hosts") or {}).items():
             hvars = hvars or {}
-            hosts.append(LabHost(name, hvars.get("ansible_host", name), bool(hvars.get("lab_offline"))))
+            hosts.append(
+                LabHost(
+                    name,
+                    hvars.get("ansible_host", name),
+                    bool(hvars.get("lab_offline")),
+                    str(hvars.get("lab_network", "none")),
+                    tuple(hvars.get("lab_caps") or ()),
+                )
+            )
         for child in (group.get("children") or {}).values():
             walk(child or {})
 
@@ -102,7 +128,9 @@ def lab_hosts(root: Path | None = None) -> list[LabHost]:
 
 def image_tag() -> str:
     """Content-addressed tag: same package list and suite -> same image, built once."""
-    digest = hashlib.sha256(json.dumps([SUITE, sorted(PACKAGES)]).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(
+        json.dumps([SUITE, sorted(PACKAGES), sorted(DISABLED_UNITS)]).encode()
+    ).hexdigest()[:12]
     return f"{IMAGE_REPO}:{digest}"
 
 
@@ -151,6 +179,7 @@ def ensure_image(log=print) -> str:
                     "mmdebstrap",
                     "--variant=minbase",
                     f"--include={','.join(PACKAGES)}",
+                    f'--customize-hook=chroot "$1" systemctl disable {" ".join(DISABLED_UNITS)}',
                     SUITE,
                     str(tar),
                 ]
@@ -184,13 +213,11 @@ def ensure_container(host: LabHost, tag: str) -> None:
                 "create",
                 "--name",
                 host.container,
-                "--hostname",
-                host.name,
                 "--label",
                 f"{LABEL}=1",
                 "--label",
                 f"{LABEL}.host={host.name}",
-                *RUN_ARGS,
+                *host.run_args(),
                 tag,
             ]
         )
