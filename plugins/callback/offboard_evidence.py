@@ -53,6 +53,9 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the pac
     _IMPORT_ERROR = str(_exc)
 
 
+_VALIDATION_ACTIONS = frozenset(("validate_argument_spec", "ansible.builtin.validate_argument_spec"))
+
+
 def _children(pid: int) -> list[int]:
     """Direct children of pid, from /proc (Linux); empty elsewhere."""
     found = []
@@ -243,6 +246,14 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task, is_conditional) -> None:
         if self.disabled or not self.phase or self.phase_started:
             return
+        if getattr(task, "action", "") in _VALIDATION_ACTIONS:
+            # A role's argument validation is tagged `always`: it runs in every phase play, also when the
+            # run's tags select another phase. It alone does not start a phase (else `--tags docs` would
+            # record the agents phase as finished on every host); a failed validation does (below).
+            return
+        self._start_phase()
+
+    def _start_phase(self) -> None:
         self.phase_started = True
         self.client = self._client_of(self.play_hosts) if not self.wrapped else self.client
         self._write(self._record(kind="phase_start", phase=self.phase, hosts=self.play_hosts))
@@ -344,6 +355,8 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
         if self.disabled:
             return
+        if self.phase and not self.phase_started and getattr(result._task, "action", "") in _VALIDATION_ACTIONS:
+            self._start_phase()  # bad input for this phase: the host's phase ends failed, not silently
         self._records_from(result)
         self.last[result._host.get_name()] = "ok" if ignore_errors else "failed"
 
