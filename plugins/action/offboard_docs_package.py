@@ -66,7 +66,9 @@ def device_from_facts(host: str, facts: Mapping[str, Any]) -> dict[str, Any]:
         v4 = data.get("ipv4")
         v4_list = v4 if isinstance(v4, list) else [v4] if isinstance(v4, Mapping) else []
         v4_list += data.get("ipv4_secondaries") or []
-        addrs = [f"{a.get('address')}/{a.get('prefix') or a.get('netmask')}" for a in v4_list if a.get("address")]
+        addrs = [
+            f"{a.get('address')}/{a.get('prefix') or a.get('netmask')}" for a in v4_list if a.get("address")
+        ]
         addrs += [f"{a.get('address')}/{a.get('prefix')}" for a in data.get("ipv6") or [] if a.get("address")]
         interfaces.append({"name": name, "mac": data.get("macaddress") or "", "addresses": addrs})
     for adapter in facts.get("interfaces_windows") or facts.get("windows_interfaces") or []:
@@ -110,7 +112,9 @@ def ip_schema(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     continue
                 if iface_ip.ip.is_loopback or iface_ip.ip.is_link_local:
                     continue
-                nets.setdefault(str(iface_ip.network), []).append(f"{dev['host']} {iface_ip.ip} ({iface['name']})")
+                nets.setdefault(str(iface_ip.network), []).append(
+                    f"{dev['host']} {iface_ip.ip} ({iface['name']})"
+                )
     return [{"network": n, "members": sorted(m)} for n, m in sorted(nets.items())]
 
 
@@ -185,7 +189,9 @@ def render_index(package: dict[str, Any]) -> str:
     ]
     for dev in package["devices"]:
         macs = ", ".join(sorted({i["mac"] for i in dev.get("interfaces", []) if i.get("mac")}))
-        soft = ", ".join(f"{k} ({v})" for k, v in sorted(dev.get("msp_software", {}).items())) or "none recorded"
+        soft = (
+            ", ".join(f"{k} ({v})" for k, v in sorted(dev.get("msp_software", {}).items())) or "none recorded"
+        )
         status = dev["status"] + (f": {dev['reason']}" if dev.get("reason") else "")
         lines.append(
             "| "
@@ -213,14 +219,16 @@ def render_index(package: dict[str, Any]) -> str:
     lines += ["", "## Configuration backups and DNS exports", ""]
     if package["files"]:
         lines += ["| file | device | from run | sha256 |", "|---|---|---|---|"]
-        lines += [f"| {f['path']} | {f['host']} | {f['run_id']} | `{f['sha256']}` |" for f in package["files"]]
+        lines += [
+            f"| {f['path']} | {f['host']} | {f['run_id']} | `{f['sha256']}` |" for f in package["files"]
+        ]
     else:
         lines.append("None in the evidence yet (run the infra phase, then this phase again).")
     pending = [d for d in package["devices"] if d["status"] != "reached"]
     lines += ["", "## Not documented in this run", ""]
-    lines += [f"- {d['host']}: {d['status']} ({d.get('reason') or 'no reason recorded'})" for d in pending] or [
-        "- none"
-    ]
+    lines += [
+        f"- {d['host']}: {d['status']} ({d.get('reason') or 'no reason recorded'})" for d in pending
+    ] or ["- none"]
     return "\n".join(lines) + "\n"
 
 
@@ -317,7 +325,9 @@ class ActionModule(ActionBase):
             else:
                 dev = {"host": host, "interfaces": [], "all_ipv4": []}
                 if host in preflight_down:
-                    dev.update(status="unreachable", reason=f"preflight: {preflight_down[host].get('reason', '')}")
+                    dev.update(
+                        status="unreachable", reason=f"preflight: {preflight_down[host].get('reason', '')}"
+                    )
                 elif host in targeted:
                     dev.update(status="unreachable", reason="not reachable in this run (retry pending)")
                 else:
@@ -337,10 +347,20 @@ class ActionModule(ActionBase):
                 data = path.read_bytes()
                 files[target] = data
                 listed_files.append(
-                    {"path": target, "host": host, "run_id": run_id, "sha256": hashlib.sha256(data).hexdigest()}
+                    {
+                        "path": target,
+                        "host": host,
+                        "run_id": run_id,
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                    }
                 )
             dev["configs"], dev["dns_exports"] = configs, zones
-            per_host[host] = {"status": dev["status"], "reason": dev["reason"], "configs": configs, "dns": zones}
+            per_host[host] = {
+                "status": dev["status"],
+                "reason": dev["reason"],
+                "configs": configs,
+                "dns": zones,
+            }
             devices.append(dev)
         run_id = current.name if current is not None else "no-evidence-run"
         package = {

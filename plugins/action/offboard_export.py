@@ -37,7 +37,10 @@ RETURN = r"""
 dir: {description: Absolute export folder of this host., type: str, returned: always}
 reldir: {description: The same folder relative to the run's evidence folder., type: str, returned: always}
 path: {description: Absolute path of the written file., type: str, returned: when content is given}
-relpath: {description: Path relative to the run's evidence folder., type: str, returned: when content is given}
+relpath:
+  description: Path relative to the run's evidence folder.
+  type: str
+  returned: when content is given
 sha256: {description: sha256 of the written file., type: str, returned: when content is given}
 size: {description: Bytes written., type: int, returned: when content is given}
 """

@@ -355,7 +355,11 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
         if self.disabled:
             return
-        if self.phase and not self.phase_started and getattr(result._task, "action", "") in _VALIDATION_ACTIONS:
+        if (
+            self.phase
+            and not self.phase_started
+            and getattr(result._task, "action", "") in _VALIDATION_ACTIONS
+        ):
             self._start_phase()  # bad input for this phase: the host's phase ends failed, not silently
         self._records_from(result)
         self.last[result._host.get_name()] = "ok" if ignore_errors else "failed"

@@ -64,7 +64,8 @@ _WIN_RDATA = {
     "TXT": lambda d: _txt(d["DescriptiveText"]),
     "SOA": lambda d: (
         f"{_dot(d['PrimaryServer'])} {_dot(d['ResponsiblePerson'])} {int(d['SerialNumber'])} "
-        f"{int(d['RefreshInterval'])} {int(d['RetryDelay'])} {int(d['ExpireLimit'])} {int(d['MinimumTimeToLive'])}"
+        f"{int(d['RefreshInterval'])} {int(d['RetryDelay'])} {int(d['ExpireLimit'])} "
+        f"{int(d['MinimumTimeToLive'])}"
     ),
 }
 
@@ -80,14 +81,25 @@ def win_dns_records(rows: list[Rec], zone: str) -> list[Rec]:
             rdata = conv(row.get("data") or {})
         except (KeyError, TypeError, ValueError) as exc:
             raise AnsibleFilterError(f"win_dns_records: {row.get('name')} {row.get('type')}: {exc}") from None
-        out.append({"name": _fqdn(row["name"], zone), "ttl": int(row["ttl"]), "type": row["type"].upper(),
-                    "rdata": rdata})
+        out.append(
+            {
+                "name": _fqdn(row["name"], zone),
+                "ttl": int(row["ttl"]),
+                "type": row["type"].upper(),
+                "rdata": rdata,
+            }
+        )
     return out
 
 
 def win_dns_unsupported(rows: list[Rec]) -> list[str]:
-    return sorted({f"{r.get('name')} {r.get('type')}" for r in rows or [] if
-                   str(r.get("type", "")).upper() not in _WIN_RDATA})
+    return sorted(
+        {
+            f"{r.get('name')} {r.get('type')}"
+            for r in rows or []
+            if str(r.get("type", "")).upper() not in _WIN_RDATA
+        }
+    )
 
 
 def route53_records(record_sets: list[Rec], zone: str) -> list[Rec]:
@@ -99,8 +111,14 @@ def route53_records(record_sets: list[Rec], zone: str) -> list[Rec]:
         # Route 53 escapes some characters in names as octal (\052 for *).
         name = str(rrset["Name"]).replace("\\052", "*")
         for rr in rrset["ResourceRecords"]:
-            out.append({"name": _fqdn(name, zone), "ttl": int(rrset.get("TTL", 300)),
-                        "type": str(rrset["Type"]).upper(), "rdata": str(rr["Value"])})
+            out.append(
+                {
+                    "name": _fqdn(name, zone),
+                    "ttl": int(rrset.get("TTL", 300)),
+                    "type": str(rrset["Type"]).upper(),
+                    "rdata": str(rr["Value"]),
+                }
+            )
     return out
 
 
@@ -128,15 +146,24 @@ def cloudflare_records(records: list[Rec], zone: str, auto_ttl: int = 300) -> li
         else:
             continue
         ttl = int(rec.get("ttl", auto_ttl))
-        out.append({"name": _fqdn(rec["name"], zone), "ttl": auto_ttl if ttl == 1 else ttl, "type": rtype,
-                    "rdata": rdata})
+        out.append(
+            {
+                "name": _fqdn(rec["name"], zone),
+                "ttl": auto_ttl if ttl == 1 else ttl,
+                "type": rtype,
+                "rdata": rdata,
+            }
+        )
     return out
 
 
 def cloudflare_unsupported(records: list[Rec]) -> list[str]:
     known = {"A", "AAAA", "CNAME", "NS", "PTR", "MX", "TXT", "SRV", "CAA"}
-    return sorted(f"{r.get('name')} {r.get('type')}" for r in records or []
-                  if str(r.get("type", "")).upper() not in known)
+    return sorted(
+        f"{r.get('name')} {r.get('type')}"
+        for r in records or []
+        if str(r.get("type", "")).upper() not in known
+    )
 
 
 class FilterModule:

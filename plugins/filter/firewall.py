@@ -95,30 +95,41 @@ def firewall_items(
         {
             "item": "nftables",
             "before": {
-                "rules": [f"{r['table']}/{r['chain']} handle {r['handle']}: {r['comment'] or r['rule']}"
-                          for r in fb.get("rules") or []],
+                "rules": [
+                    f"{r['table']}/{r['chain']} handle {r['handle']}: {r['comment'] or r['rule']}"
+                    for r in fb.get("rules") or []
+                ],
                 "sets": [f"{s['table']}/{s['name']}" for s in fb.get("sets") or []],
-                "elements": [f"{e['table']}/{e['set']}: {len(e['elements'])}" for e in fb.get("elements") or []],
+                "elements": [
+                    f"{e['table']}/{e['set']}: {len(e['elements'])}" for e in fb.get("elements") or []
+                ],
                 "tables": [f"{t['family']} {t['name']}" for t in fb.get("tables") or []],
             },
             "found": count > 0,
             "remaining": [str(x) for k in ("rules", "sets", "elements", "tables") for x in fa.get(k) or []],
-            "refused": [f"{r['table']}/{r['chain']} handle {r['handle']}: {r['why']}"
-                        for r in nft_before.get("refused") or []],
+            "refused": [
+                f"{r['table']}/{r['chain']} handle {r['handle']}: {r['why']}"
+                for r in nft_before.get("refused") or []
+            ],
         }
     )
     after_by_item = {r.get("__firewall_reset_file", {}).get("item"): r for r in files_after or []}
     for result in files_before or []:
         spec = result.get("__firewall_reset_file") or {}
-        matched = [{"path": f["path"], "lines": f["matched"], "whole_file": f["remove_file"]}
-                   for f in result.get("files") or [] if f.get("matched")]
+        matched = [
+            {"path": f["path"], "lines": f["matched"], "whole_file": f["remove_file"]}
+            for f in result.get("files") or []
+            if f.get("matched")
+        ]
         again = after_by_item.get(spec.get("item")) or {}
         items.append(
             {
                 "item": spec.get("item", "config"),
                 "before": {"files": matched},
                 "found": bool(matched),
-                "remaining": [f"{r['path']}: {len(r['matched'])} line(s)" for r in again.get("remaining") or []]
+                "remaining": [
+                    f"{r['path']}: {len(r['matched'])} line(s)" for r in again.get("remaining") or []
+                ]
                 if again
                 else [],
                 "refused": [f"{r['path']}: {r['line']}" for r in result.get("refused") or []],
@@ -149,12 +160,25 @@ def _fortios_rows(fact: Any) -> list[dict]:
 
 
 def fortios_msp_plan(
-    admins: Any, communities: Any, syslogd: Any, netflow: Any, phase1: Any, networks: list[str], accounts: list[str]
+    admins: Any,
+    communities: Any,
+    syslogd: Any,
+    netflow: Any,
+    phase1: Any,
+    networks: list[str],
+    accounts: list[str],
 ) -> dict:
     """What to change on a FortiGate: admins to delete, trusthosts to clear, SNMP communities, syslog,
     NetFlow collectors and IPsec phase1 interfaces that point at the MSP."""
     msp = _nets(networks)
-    plan: dict[str, Any] = {"admins": [], "trusthosts": [], "snmp": [], "syslog": [], "netflow": [], "vpn": []}
+    plan: dict[str, Any] = {
+        "admins": [],
+        "trusthosts": [],
+        "snmp": [],
+        "syslog": [],
+        "netflow": [],
+        "vpn": [],
+    }
     for row in _fortios_rows(admins):
         name = row.get("name")
         if name in (accounts or []):
@@ -166,7 +190,9 @@ def fortios_msp_plan(
             cleared = {k: ("::/0" if k.startswith("ip6_") else "0.0.0.0 0.0.0.0") for k in slots}
             plan["trusthosts"].append({"name": name, "clear": cleared})
     for row in _fortios_rows(communities):
-        hosts = [h.get("ip", "") for h in row.get("hosts") or []] + [h.get("ipv6", "") for h in row.get("hosts6") or []]
+        hosts = [h.get("ip", "") for h in row.get("hosts") or []] + [
+            h.get("ipv6", "") for h in row.get("hosts6") or []
+        ]
         if hosts and all(_inside(h, msp) for h in hosts if h):
             plan["snmp"].append({"id": row.get("id"), "name": row.get("name")})
         elif any(_inside(h, msp) for h in hosts):
@@ -187,6 +213,58 @@ def fortios_msp_plan(
     return plan
 
 
+def fortios_items(plan: dict, left: dict) -> list[dict]:
+    """Record items (as firewall_items) from the plan before and the plan re-computed after the change."""
+    items = []
+    for key in ("admins", "trusthosts", "snmp", "syslog", "vpn"):
+        items.append(
+            {
+                "item": key,
+                "before": {key: plan.get(key) or []},
+                "found": bool(plan.get(key)),
+                "remaining": [str(x) for x in (left or {}).get(key) or []],
+                "refused": list(plan.get("refused") or []) if key == "snmp" else [],
+            }
+        )
+    items.append(
+        {
+            "item": "netflow",
+            "before": {"collectors": plan.get("netflow") or []},
+            "found": bool(plan.get("netflow")),
+            "remaining": [],
+            "refused": [
+                f"NetFlow collector {c}: edit system netflow by hand "
+                "(its table differs between FortiOS versions)"
+                for c in plan.get("netflow") or []
+            ],
+        }
+    )
+    return items
+
+
+_FGT_ENC = re.compile(r"(\bset \S+ )ENC \S+")
+_FGT_SECRET_SET = re.compile(
+    r"^(\s*set (?:password|passwd|psksecret|secret|key|private-key|passphrase)\s+)\S.*$"
+)
+
+
+def fortios_redact(config: str) -> str:
+    """FortiOS configuration text with encrypted values, secrets and SNMP community names redacted."""
+    out, in_community = [], False
+    for line in str(config).split("\n"):
+        stripped = line.strip()
+        if stripped.startswith("config system snmp community"):
+            in_community = True
+        elif stripped.startswith("config ") and in_community and not stripped.startswith("config hosts"):
+            in_community = False
+        line = _FGT_ENC.sub(r"\1ENC <redacted>", line)
+        line = _FGT_SECRET_SET.sub(r"\1<redacted>", line)
+        if in_community and stripped.startswith("set name "):
+            line = line[: line.index("set name ") + 9] + "<redacted>"
+        out.append(line)
+    return "\n".join(out)
+
+
 # --- Cisco IOS --------------------------------------------------------------------------------
 
 _IOS_RULES: list[tuple[re.Pattern, str]] = [
@@ -201,7 +279,9 @@ _IOS_RULES: list[tuple[re.Pattern, str]] = [
 def _ios_secret_free(line: str) -> str:
     line = re.sub(r"^(username \S+ .*?(?:secret|password))\s+(\d+\s+)?\S+", r"\1 <redacted>", line)
     line = re.sub(r"^(snmp-server community) \S+", r"\1 <redacted>", line)
-    line = re.sub(r"^(snmp-server host \S+(?: (?:traps|informs))?(?: version \S+)?) \S+", r"\1 <redacted>", line)
+    line = re.sub(
+        r"^(snmp-server host \S+(?: (?:traps|informs))?(?: version \S+)?) \S+", r"\1 <redacted>", line
+    )
     return re.sub(r"^(crypto isakmp key) \S+", r"\1 <redacted>", line)
 
 
@@ -263,6 +343,34 @@ def ios_msp_plan(config: str, networks: list[str], accounts: list[str]) -> dict:
     return {"commands": commands, "items": items, "manual": manual, "empty": not commands}
 
 
+def ios_items(plan: dict, left: dict) -> list[dict]:
+    """Record items per kind (account, snmp, syslog, netflow, vpn, ntp, acl) from the plans before/after."""
+    kinds = ("account", "snmp", "syslog", "netflow", "vpn", "ntp")
+    items = []
+    for kind in kinds:
+        before = [i["line"] for i in plan.get("items") or [] if i["kind"] == kind]
+        after = [i["line"] for i in (left or {}).get("items") or [] if i["kind"] == kind]
+        items.append(
+            {
+                "item": kind,
+                "before": {"lines": before},
+                "found": bool(before),
+                "remaining": after,
+                "refused": [],
+            }
+        )
+    items.append(
+        {
+            "item": "acl",
+            "before": {"manual": plan.get("manual") or []},
+            "found": False,
+            "remaining": [],
+            "refused": list(plan.get("manual") or []),
+        }
+    )
+    return items
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -270,6 +378,9 @@ class FilterModule:
             "firewall_backups": firewall_backups,
             "firewall_items": firewall_items,
             "fortios_msp_plan": fortios_msp_plan,
+            "fortios_items": fortios_items,
+            "fortios_redact": fortios_redact,
             "ios_msp_plan": ios_msp_plan,
             "ios_redact": ios_redact,
+            "ios_items": ios_items,
         }

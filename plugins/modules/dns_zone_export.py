@@ -15,9 +15,9 @@ description:
     written zone file and compares its record set with a second transfer.
   - C(source=records) takes records already read from an API (Windows DNS, Route 53, Cloudflare; normalized
     by the dns_records filters) and compares the re-read file with C(verify_records), a second read.
-  - Never fails the task for an unreachable or refusing server: returns C(exported=false) and C(error)
+  - Never fails the task for an unreachable or refusing server - returns C(exported=false) and C(error)
     naming zone, server and reason, so the role records the failure for every zone and then fails the host.
-  - Changes nothing anywhere but C(dest) (the run's evidence): changed is always false. Works in check mode.
+  - Changes nothing anywhere but C(dest) (the run's evidence) - changed is always false. Works in check mode.
 options:
   zone: {description: Zone name., type: str, required: true}
   source: {description: Where the records come from., type: str, choices: [axfr, records], default: axfr}
@@ -28,7 +28,10 @@ options:
   tsig_secret: {description: TSIG secret, base64 (from the vault)., type: str}
   tsig_algorithm: {description: TSIG algorithm., type: str, default: hmac-sha256}
   records: {description: Records (name, ttl, type, rdata) for source=records., type: list, elements: dict}
-  verify_records: {description: A second read of the same records, to verify against., type: list, elements: dict}
+  verify_records:
+    description: A second read of the same records, to verify against.
+    type: list
+    elements: dict
   dest: {description: Folder to write the export into., type: path, required: true}
 """
 
@@ -44,7 +47,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 exported: {description: Whether the export was written and re-read., type: bool, returned: always}
-verified: {description: Whether the re-read export equals the second read of the source., type: bool, returned: always}
+verified:
+  description: Whether the re-read export equals the second read of the source.
+  type: bool
+  returned: always
 error: {description: Zone, server and reason when the export failed., type: str, returned: on failure}
 zone_file: {description: Path of the zone file., type: str, returned: when exported}
 zone_sha256: {description: sha256 of the zone file., type: str, returned: when exported}
@@ -108,7 +114,9 @@ def zone_from_records(zone_name: str, records: list[dict]):
     for rec in records:
         name = dns.name.from_text(str(rec["name"]), origin)
         rdtype = dns.rdatatype.from_text(str(rec["type"]).upper())
-        rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, str(rec["rdata"]), origin=origin, relativize=False)
+        rdata = dns.rdata.from_text(
+            dns.rdataclass.IN, rdtype, str(rec["rdata"]), origin=origin, relativize=False
+        )
         rdataset = zone.find_rdataset(name, rdtype, create=True)
         rdataset.add(rdata, int(rec["ttl"]))
     return zone
@@ -193,7 +201,12 @@ def export(params: dict) -> dict:
             keyring = dns.tsigkeyring.from_text({params["tsig_key_name"]: params.get("tsig_secret") or ""})
         try:
             zone = transfer(
-                zone_name, params["server"], params["port"], params["timeout"], keyring, keyname,
+                zone_name,
+                params["server"],
+                params["port"],
+                params["timeout"],
+                keyring,
+                keyname,
                 params["tsig_algorithm"],
             )
         except Exception as exc:  # every failure becomes a record naming zone, server and reason
@@ -230,7 +243,8 @@ def export(params: dict) -> dict:
         reread = zone_records(
             dns.zone.from_file(zone_path, origin=zone_name, relativize=False, check_origin=source == "axfr")
         )
-        json_rows = json.loads(open(json_path, encoding="utf-8").read())["records"]
+        with open(json_path, encoding="utf-8") as handle:
+            json_rows = json.load(handle)["records"]
         json_set = {(r["name"], r["ttl"], r["class"], r["type"], r["rdata"]) for r in json_rows}
     except Exception as exc:
         return {**result, "error": f"zone {bare}: the written export does not read back ({exc})"}
@@ -238,15 +252,22 @@ def export(params: dict) -> dict:
         if source == "axfr":
             again = zone_records(
                 transfer(
-                    zone_name, params["server"], params["port"], params["timeout"], keyring, keyname,
+                    zone_name,
+                    params["server"],
+                    params["port"],
+                    params["timeout"],
+                    keyring,
+                    keyname,
                     params["tsig_algorithm"],
                 )
             )
         else:
             again = zone_records(zone_from_records(zone_name, params.get("verify_records") or []))
     except Exception as exc:
-        return {**result, "error": f"zone {bare} from {where}: second read for verification failed: "
-                f"{describe_error(exc)}"}
+        return {
+            **result,
+            "error": f"zone {bare} from {where}: second read for verification failed: {describe_error(exc)}",
+        }
     diff = differences(reread, again)
     if json_set != reread:
         diff = ["the JSON form differs from the zone file", *diff]
@@ -254,8 +275,11 @@ def export(params: dict) -> dict:
     result["verified"] = not diff
     if diff:
         changed_serial = serial_of(again) != meta["serial"]
-        why = f" (serial {meta['serial']} -> {serial_of(again)}: the zone changed during the export)" if (
-            changed_serial) else ""
+        why = (
+            f" (serial {meta['serial']} -> {serial_of(again)}: the zone changed during the export)"
+            if (changed_serial)
+            else ""
+        )
         result["error"] = f"zone {bare} from {where}: export differs from the source{why}"
     return result
 
@@ -278,8 +302,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     if not HAS_DNS:
-        module.fail_json(msg="dnspython is required on the controller: pip install dnspython",
-                         exception=DNS_IMPORT_ERROR)
+        module.fail_json(
+            msg="dnspython is required on the controller: pip install dnspython", exception=DNS_IMPORT_ERROR
+        )
     module.exit_json(**export(module.params))
 
 

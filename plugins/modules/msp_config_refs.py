@@ -9,13 +9,13 @@ DOCUMENTATION = r"""
 module: msp_config_refs
 short_description: Remove lines (or whole VPN configs) that point at the MSP's addresses
 description:
-  - C(kind=lines) (snmpd.conf, rsyslog.conf and rsyslog.d, syslog-ng, NetFlow exporters...): every line that
+  - C(kind=lines) (snmpd.conf, rsyslog.conf and rsyslog.d, syslog-ng, NetFlow exporters...) - every line that
     is not a comment and names an address inside C(msp_networks) (as a word, host:port, @host, target="host")
     is the MSP's. The line is removed; a file left with nothing but comments and blank lines is removed.
     A line that opens a multi-line block (an unclosed parenthesis or brace) is not touched and is
-    reported in C(refused): removing one line of a block would break the file.
+    reported in C(refused) - removing one line of a block would break the file.
   - C(kind=wireguard) (/etc/wireguard/*.conf) and C(kind=ipsec) (swanctl, ipsec.conf) - a file whose Endpoint,
-    remote_addrs, right or remote address lies inside C(msp_networks) is the MSP's tunnel and is removed whole.
+    remote_addrs, right or remote address lies inside C(msp_networks) is the MSP's tunnel, removed whole.
   - Returns a backup of every file it read with secret values redacted (SNMP communities, WireGuard keys,
     pre-shared keys) and the sha256 of each original, so the evidence proves what was backed up without
     holding a secret. C(state=discovered) only reports; check mode changes nothing.
@@ -35,7 +35,9 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-files: {description: Per file - path, sha256 of the original, matched lines (redacted), removed (whole file)., type: list}
+files:
+  description: Per file - path, sha256 of the original, matched lines (redacted), removed (whole file).
+  type: list
 backup: {description: Redacted copy of every file read, by path., type: dict}
 refused: {description: Lines not removed (multi-line blocks)., type: list}
 remaining: {description: MSP references found after the change., type: list}
@@ -126,7 +128,9 @@ def only_comments(text: str) -> bool:
     return all(not ln.strip() or ln.strip().startswith(("#", ";", "//")) for ln in text.split("\n"))
 
 
-_TUNNEL_KEYS = re.compile(r"^\s*(Endpoint|remote_addrs|right|rightsubnet|remote)\s*[=:]?\s*(.+)$", re.IGNORECASE)
+_TUNNEL_KEYS = re.compile(
+    r"^\s*(Endpoint|remote_addrs|right|rightsubnet|remote)\s*[=:]?\s*(.+)$", re.IGNORECASE
+)
 
 
 def tunnel_to_msp(text: str, msp: list[Any]) -> list[str]:
@@ -190,12 +194,17 @@ def main() -> None:
             text = handle.read()
         backup[path] = redact(text)
         entry = inspect(path, text, p["kind"], msp)
-        refused += [{"path": path, "line": line, "why": "opens a multi-line block: edit by hand"}
-                    for line in entry["refused"]]
+        refused += [
+            {"path": path, "line": line, "why": "opens a multi-line block: edit by hand"}
+            for line in entry["refused"]
+        ]
         files.append(entry)
     changing = [f for f in files if f["matched"]]
-    result: dict[str, Any] = {"changed": bool(changing) and p["state"] == "absent", "refused": refused,
-                              "backup": backup}
+    result: dict[str, Any] = {
+        "changed": bool(changing) and p["state"] == "absent",
+        "refused": refused,
+        "backup": backup,
+    }
     if p["state"] == "absent" and changing and not module.check_mode:
         for entry in changing:
             if entry["remove_file"]:

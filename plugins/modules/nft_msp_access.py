@@ -10,13 +10,14 @@ module: nft_msp_access
 short_description: Remove the MSP's management rules from nftables (by handle), or reset the ruleset
 description:
   - Reads the live ruleset as JSON (C(nft -j list ruleset)) and classifies as the MSP's
-    (1) whole tables named in C(tables), (2) rules whose comment matches C(comment_regex), (3) rules that match
+    (1) whole tables named in C(tables), (2) rules whose comment matches C(comment_regex), (3) rules that
+    match
     an address, prefix or range inside C(msp_networks), (4) rules that reference a named set all of whose
     elements are inside C(msp_networks) (the set goes too). A named set mixing MSP and client elements loses
     only the MSP's elements. A rule whose anonymous set mixes MSP and client addresses is not touched and is
-    reported in C(refused): removing it would cut the client's access too.
+    reported in C(refused) - removing it would cut the client's access too.
   - C(state=absent) deletes everything found in one atomic C(nft -f) transaction, by handle, re-reads the
-    ruleset to verify, and writes the live ruleset to C(persist_path) so a reboot does not bring the rules back.
+    ruleset to verify, and writes the live ruleset to C(persist_path) so a reboot does not bring them back.
   - C(state=reset) (MSP-owned gear being retrieved) flushes the whole ruleset and writes an empty one to
     C(persist_path).
   - C(state=discovered) only reports. Check mode reports what would change and changes nothing.
@@ -25,7 +26,10 @@ options:
   msp_networks: {description: The MSP's management networks (CIDR)., type: list, elements: str, default: []}
   comment_regex: {description: Rule comments that mark the MSP's rules., type: str}
   tables: {description: Whole tables that belong to the MSP., type: list, elements: str, default: []}
-  persist_path: {description: Ruleset file loaded at boot; empty to not persist., type: str, default: /etc/nftables.conf}
+  persist_path:
+    description: Ruleset file loaded at boot; empty to not persist.
+    type: str
+    default: /etc/nftables.conf
 """
 
 EXAMPLES = r"""
@@ -38,10 +42,22 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-found: {description: MSP items found before any change (rules, sets, elements, tables)., type: dict, returned: always}
-remaining: {description: MSP items found after the change (empty when verified)., type: dict, returned: always}
-refused: {description: Rules not removed because they mix MSP and client addresses., type: list, returned: always}
-ruleset_before: {description: The live ruleset (nft list ruleset) before any change., type: str, returned: always}
+found:
+  description: MSP items found before any change (rules, sets, elements, tables).
+  type: dict
+  returned: always
+remaining:
+  description: MSP items found after the change (empty when verified).
+  type: dict
+  returned: always
+refused:
+  description: Rules not removed because they mix MSP and client addresses.
+  type: list
+  returned: always
+ruleset_before:
+  description: The live ruleset (nft list ruleset) before any change.
+  type: str
+  returned: always
 ruleset_json_before: {description: The live ruleset as JSON before any change., type: str, returned: always}
 commands: {description: The nft commands run (or that would run in check mode)., type: list, returned: always}
 """
@@ -234,7 +250,9 @@ def _element_text(value: Any) -> str:
 
 def removal_commands(found: dict) -> list[str]:
     """One nft batch: rules by handle first, then set elements, sets, whole tables."""
-    cmds = [f"delete rule {r['family']} {r['table']} {r['chain']} handle {r['handle']}" for r in found["rules"]]
+    cmds = [
+        f"delete rule {r['family']} {r['table']} {r['chain']} handle {r['handle']}" for r in found["rules"]
+    ]
     for e in found["elements"]:
         elems = ", ".join(_element_text(v) for v in e["elements"])
         cmds.append(f"delete element {e['family']} {e['table']} {e['set']} {{ {elems} }}")
@@ -251,7 +269,9 @@ def count_rules(ruleset: dict) -> int:
     return sum(1 for i in ruleset.get("nftables", []) if isinstance(i, dict) and "rule" in i)
 
 
-PERSIST_HEADER = "#!/usr/sbin/nft -f\n# Written by offboard firewall_reset from the live ruleset.\nflush ruleset\n\n"
+PERSIST_HEADER = (
+    "#!/usr/sbin/nft -f\n# Written by offboard firewall_reset from the live ruleset.\nflush ruleset\n\n"
+)
 
 
 def main() -> None:
@@ -312,12 +332,17 @@ def main() -> None:
         module.exit_json(**result)
     rc, _out, err = module.run_command([nft, "-f", "-"], data="\n".join(result["commands"]) + "\n")
     if rc != 0:
-        module.fail_json(msg=f"nft refused the change (nothing was changed: one transaction): {err.strip()}",
-                         **result)
+        module.fail_json(
+            msg=f"nft refused the change (nothing was changed: one transaction): {err.strip()}", **result
+        )
     after, _raw, after_text = listing()
     if p["state"] == "reset":
-        result["remaining"] = {"rules": count_rules(after), "tables": [
-            i["table"]["name"] for i in after.get("nftables", []) if isinstance(i, dict) and "table" in i]}
+        result["remaining"] = {
+            "rules": count_rules(after),
+            "tables": [
+                i["table"]["name"] for i in after.get("nftables", []) if isinstance(i, dict) and "table" in i
+            ],
+        }
         content = PERSIST_HEADER
     else:
         left = classify(after, msp, comment_re, p["tables"])
@@ -331,8 +356,9 @@ def main() -> None:
         rc, _o, err = module.run_command([nft, "-c", "-f", tmp])
         if rc != 0:
             os.unlink(tmp)
-            module.fail_json(msg=f"the live ruleset does not check as a file ({err.strip()}); {path} unchanged",
-                             **result)
+            module.fail_json(
+                msg=f"the live ruleset does not check as a file ({err.strip()}); {path} unchanged", **result
+            )
         if os.path.exists(path):
             os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         os.replace(tmp, path)
