@@ -98,8 +98,13 @@ class Lab:
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
 
+    @property
+    def endpoints(self) -> list[lab_mod.LabHost]:
+        """Online servers and workstations: the machines agents are planted on (not the network gear)."""
+        return [h for h in self.online if h.group != "lab_network"]
+
     def snapshot_all(self) -> dict[str, dict]:
-        return {h.name: self.snapshot(h) for h in self.online}
+        return {h.name: self.snapshot(h) for h in self.endpoints}
 
     def replant(self) -> None:
         """Put every footprint back (also on the offline laptop, which is stopped again)."""

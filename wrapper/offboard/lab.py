@@ -83,6 +83,7 @@ class LabHost:
     # lab_network (none | host) and lab_caps (extra capabilities, e.g. NET_ADMIN for nftables)
     network: str = "none"
     caps: tuple[str, ...] = ()
+    group: str = ""  # the inventory group the host sits in (lab_network: firewall and DNS server)
 
     def run_args(self) -> list[str]:
         args = ["--network", self.network, *RUN_ARGS]
@@ -107,7 +108,7 @@ def lab_hosts(root: Path | None = None) -> list[LabHost]:
     data = yaml.safe_load((root / "inventories" / "lab" / "hosts.yml").read_text(encoding="utf-8"))
     hosts: list[LabHost] = []
 
-    def walk(group: dict) -> None:
+    def walk(group: dict, group_name: str = "lab") -> None:
         for name, hvars in (group.get("hosts") or {}).items():
             hvars = hvars or {}
             hosts.append(
@@ -117,10 +118,11 @@ def lab_hosts(root: Path | None = None) -> list[LabHost]:
                     bool(hvars.get("lab_offline")),
                     str(hvars.get("lab_network", "none")),
                     tuple(hvars.get("lab_caps") or ()),
+                    group_name,
                 )
             )
-        for child in (group.get("children") or {}).values():
-            walk(child or {})
+        for child_name, child in (group.get("children") or {}).items():
+            walk(child or {}, child_name)
 
     walk(data["lab"])
     return hosts
