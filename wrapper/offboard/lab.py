@@ -89,9 +89,7 @@ class LabHost:
         args = ["--network", self.network, *RUN_ARGS]
         for cap in self.caps:
             args += ["--cap-add", cap]
-        if self.network != "host":  # docker refuses --hostname with the host's network
-            args += ["--hostname", self.name]
-        return args
+        return [*args, "--hostname", self.name]
 
 
 def _run(cmd: list[str], *, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess[str]:
