@@ -179,8 +179,9 @@ def test_infra_phase_rehearsal_then_real_then_idempotent(lab):
     assert _fw_state(lab) == after | {"ruleset": reloaded}
 
 
-def test_unreachable_dns_server_is_a_recorded_failure(lab, tmp_path: Path):
-    """A server that does not answer at all (nothing listens): recorded with zone, server and reason."""
+def test_unreachable_dns_server_is_a_recorded_failure(lab_session, tmp_path: Path):
+    """A server that does not answer at all (nothing listens): recorded with zone, server and reason.
+    Read-only on the lab, so no replant is needed."""
     extra = tmp_path / "zones.json"
     extra.write_text(
         json.dumps(
@@ -196,7 +197,7 @@ def test_unreachable_dns_server_is_a_recorded_failure(lab, tmp_path: Path):
     records = [r for r in _records(_evidence_dir(run.stdout)) if r.get("component") == "dns_zone"]
     by_host = {r["host"]: r for r in records}
     # -e applies to every host: each records its own failure, none is skipped silently.
-    assert set(by_host) == {h.name for h in lab.hosts}
+    assert set(by_host) == {h.name for h in lab_session.hosts}
     rec = by_host["lab-dns01"]
     assert (
         rec["action"] == "failed" and "127.0.0.1:9" in rec["error"] and "connection refused" in rec["error"]
