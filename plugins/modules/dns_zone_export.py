@@ -72,6 +72,7 @@ try:
     import dns.exception
     import dns.name
     import dns.query
+    import dns.rcode
     import dns.rdata
     import dns.rdataclass
     import dns.rdatatype
@@ -154,7 +155,8 @@ def differences(left: set[Record], right: set[Record], limit: int = 20) -> list[
 def describe_error(exc: BaseException) -> str:
     """A reason an engineer can act on."""
     if isinstance(exc, dns.xfr.TransferError):
-        return f"transfer refused by the server ({exc})"
+        # Lower case: "REFUSED" in capitals is how the preflight guard announces its refusals.
+        return f"transfer refused by the server (rcode {dns.rcode.to_text(exc.rcode).lower()})"
     if isinstance(exc, dns.exception.Timeout):
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):

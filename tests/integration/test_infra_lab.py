@@ -111,7 +111,7 @@ def test_infra_phase_rehearsal_then_real_then_idempotent(lab):
     legacy = zones["client-legacy.test"]
     assert legacy["action"] == "failed" and legacy["verification"]["result"] == "not_verified"
     assert "client-legacy.test" in legacy["error"] and "127.0.0.1:5300" in legacy["error"]
-    assert "REFUSED" in legacy["error"]
+    assert "rcode refused" in legacy["error"]
     for name in ("lab.test", "client-shop.test"):
         rec = zones[name]
         assert rec["action"] == "exported" and rec["verification"]["result"] == "verified_equal", rec
