@@ -53,6 +53,9 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the pac
     _IMPORT_ERROR = str(_exc)
 
 
+_VALIDATION_ACTIONS = frozenset(("validate_argument_spec", "ansible.builtin.validate_argument_spec"))
+
+
 def _children(pid: int) -> list[int]:
     """Direct children of pid, from /proc (Linux); empty elsewhere."""
     found = []
@@ -207,9 +210,6 @@ class CallbackModule(CallbackBase):
         except _LockHeld as exc:
             self._display.warning(f"offboard_evidence: {exc}. This run's evidence is kept all the same.")
         self.run_dir = store.new_run(self.client, self.run_id)
-        # Roles that export files (offboard_export) write them into this run's folder; the worker
-        # processes are forked from this one and inherit the variable, as under the wrapper.
-        os.environ["OFFBOARD_EVIDENCE_RUN_DIR"] = str(self.run_dir)
         args = context.CLIARGS
         project = _paths.project_root()
         self.meta = _evidence.RunMetadata(
@@ -231,6 +231,10 @@ class CallbackModule(CallbackBase):
         )
         _evidence.write_metadata(self.run_dir, self.meta)
         self.writer = _evidence.RecordWriter(self.run_dir)
+        # Roles put exports (zone files, configuration backups) into the run's evidence through the
+        # offboard_export action, which finds the folder here, as under the wrapper. Tasks run in forks
+        # of this process started after this point, so they inherit it.
+        os.environ["OFFBOARD_EVIDENCE_RUN_DIR"] = str(self.run_dir)
 
     # --- plays and tasks -----------------------------------------------------------------------
     def v2_playbook_on_play_start(self, play) -> None:
@@ -242,6 +246,14 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task, is_conditional) -> None:
         if self.disabled or not self.phase or self.phase_started:
             return
+        if getattr(task, "action", "") in _VALIDATION_ACTIONS:
+            # A role's argument validation is tagged `always`: it runs in every phase play, also when the
+            # run's tags select another phase. It alone does not start a phase (else `--tags docs` would
+            # record the agents phase as finished on every host); a failed validation does (below).
+            return
+        self._start_phase()
+
+    def _start_phase(self) -> None:
         self.phase_started = True
         self.client = self._client_of(self.play_hosts) if not self.wrapped else self.client
         self._write(self._record(kind="phase_start", phase=self.phase, hosts=self.play_hosts))
@@ -343,6 +355,12 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
         if self.disabled:
             return
+        if (
+            self.phase
+            and not self.phase_started
+            and getattr(result._task, "action", "") in _VALIDATION_ACTIONS
+        ):
+            self._start_phase()  # bad input for this phase: the host's phase ends failed, not silently
         self._records_from(result)
         self.last[result._host.get_name()] = "ok" if ignore_errors else "failed"
 

@@ -98,10 +98,14 @@ class Lab:
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
 
+    @property
+    def endpoints(self) -> list[lab_mod.LabHost]:
+        """Online servers and workstations: the machines agents are planted on (not the network gear, not
+        the domain controller, whose planted state is directory content: tests/integration/test_gpo_lab.py)."""
+        return [h for h in self.online if h.group != "lab_network" and not h.dc]
+
     def snapshot_all(self) -> dict[str, dict]:
-        # Endpoint footprints only: the domain controller's planted state is directory content
-        # (tests/integration/test_gpo_lab.py looks at it).
-        return {h.name: self.snapshot(h) for h in self.online if not h.dc}
+        return {h.name: self.snapshot(h) for h in self.endpoints}
 
     def replant(self) -> None:
         """Put every footprint back (also on the offline laptop, which is stopped again)."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -40,11 +42,18 @@ PACKAGES = (
     "cron",
     "sudo",
     "procps",
+    # The network lab machines (issue 7): lab-fw01 (nftables firewall with SNMP and syslog) and lab-dns01
+    # (BIND serving the client's zones on 127.0.0.1:5300).
+    "nftables",
+    "snmpd",
+    "rsyslog",
+    "bind9",
 )
+# Services that come with those packages start only where the plant script enables them: named with
+# Debian's defaults would listen on port 53 of the host's interfaces in lab-dns01 (--network host).
+DISABLED_UNITS = ("named.service", "snmpd.service", "rsyslog.service", "nftables.service")
 DOCKERD_ARGS = ("--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false")
 RUN_ARGS = (
-    "--network",
-    "none",
     "--cap-add",
     "SYS_ADMIN",
     "--security-opt",
@@ -73,12 +82,15 @@ class LabHost:
     name: str
     container: str
     offline: bool
-    # "none" (default: docker_api only) or "host": the container shares the host's network namespace and
-    # its sshd listens only on `sshd_listen` (its own 127.x address), for real SSH logins (access phase).
+    # "none" (default: docker_api only) or "host": the container shares the host's network namespace.
+    # With `sshd_listen` its sshd listens only there (its own 127.x address), for real SSH logins (access
+    # phase); without it sshd is masked before the first boot (a lab service must never bind the host's :22).
     network: str = "none"
     sshd_listen: str = ""
     # The lab's Samba AD domain controller (host var `lab_role: domain_controller`; see lab_dc.py).
     dc: bool = False
+    caps: tuple[str, ...] = ()  # lab_caps: extra capabilities, e.g. NET_ADMIN for nftables
+    group: str = ""  # the inventory group the host sits in (lab_network: firewall and DNS server)
 
 
 def _run(cmd: list[str], *, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess[str]:
@@ -95,7 +107,7 @@ def lab_hosts(root: Path | None = None) -> list[LabHost]:
     data = yaml.safe_load((root / "inventories" / "lab" / "hosts.yml").read_text(encoding="utf-8"))
     hosts: list[LabHost] = []
 
-    def walk(group: dict) -> None:
+    def walk(group: dict, group_name: str = "lab") -> None:
         for name, hvars in (group.get("hosts") or {}).items():
             hvars = hvars or {}
             hosts.append(
@@ -106,10 +118,12 @@ def lab_hosts(root: Path | None = None) -> list[LabHost]:
                     network=str(hvars.get("lab_network") or "none"),
                     sshd_listen=str(hvars.get("lab_sshd_listen") or ""),
                     dc=hvars.get("lab_role") == "domain_controller",
+                    caps=tuple(hvars.get("lab_caps") or ()),
+                    group=group_name,
                 )
             )
-        for child in (group.get("children") or {}).values():
-            walk(child or {})
+        for child_name, child in (group.get("children") or {}).items():
+            walk(child or {}, child_name)
 
     walk(data["lab"])
     return hosts
@@ -117,7 +131,9 @@ def lab_hosts(root: Path | None = None) -> list[LabHost]:
 
 def image_tag() -> str:
     """Content-addressed tag: same package list and suite -> same image, built once."""
-    digest = hashlib.sha256(json.dumps([SUITE, sorted(PACKAGES)]).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(
+        json.dumps([SUITE, sorted(PACKAGES), sorted(DISABLED_UNITS)]).encode()
+    ).hexdigest()[:12]
     return f"{IMAGE_REPO}:{digest}"
 
 
@@ -166,6 +182,7 @@ def ensure_image(log=print) -> str:
                     "mmdebstrap",
                     "--variant=minbase",
                     f"--include={','.join(PACKAGES)}",
+                    f'--customize-hook=chroot "$1" systemctl disable {" ".join(DISABLED_UNITS)}',
                     SUITE,
                     str(tar),
                 ]
@@ -199,8 +216,6 @@ def ensure_container(host: LabHost, tag: str) -> None:
                 "create",
                 "--name",
                 host.container,
-                "--hostname",
-                host.name,
                 "--label",
                 f"{LABEL}=1",
                 "--label",
@@ -216,17 +231,32 @@ def ensure_container(host: LabHost, tag: str) -> None:
 
 
 def _run_args(host: LabHost) -> list[str]:
-    args = list(RUN_ARGS)
-    if host.network != "none":
-        if host.network != "host" or not host.sshd_listen.startswith("127."):
-            raise LabError(f"{host.name}: lab_network host needs lab_sshd_listen 127.x.y.z:port")
-        args[args.index("--network") + 1] = "host"
-    return args
+    if host.network not in ("none", "host"):
+        raise LabError(f"{host.name}: lab_network must be none or host, not {host.network!r}")
+    if host.sshd_listen and not host.sshd_listen.startswith("127."):
+        raise LabError(f"{host.name}: lab_sshd_listen must be a 127.x.y.z:port address")
+    args = ["--network", host.network, *RUN_ARGS]
+    for cap in host.caps:
+        args += ["--cap-add", cap]
+    return [*args, "--hostname", host.name]
 
 
 def _restrict_sshd(host: LabHost) -> None:
-    """Before the first boot: the host-network container's sshd must bind only its own loopback address
-    (sshd_config.d is included first, and the first ListenAddress/Port given wins)."""
+    """Before the first boot of a host-network container: its sshd binds only its own loopback address
+    (sshd_config.d is included first, and the first ListenAddress/Port given wins), or, without one, is
+    masked, so that no lab container ever listens on the host's port 22."""
+    if not host.sshd_listen:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for unit in ("ssh.service", "ssh.socket", "sshd.service"):
+                link = tarfile.TarInfo(unit)
+                link.type, link.linkname = tarfile.SYMTYPE, "/dev/null"
+                tar.addfile(link)
+        cmd = ["docker", "cp", "-", f"{host.container}:/etc/systemd/system/"]
+        proc = subprocess.run(cmd, input=buf.getvalue(), capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise LabError(f"{host.name}: cannot mask sshd: {proc.stderr.decode(errors='replace')[-400:]}")
+        return
     with tempfile.TemporaryDirectory(prefix="offboard-lab-") as tmp:
         conf = Path(tmp) / "00-offboard-lab-listen.conf"
         conf.write_text(
