@@ -41,10 +41,16 @@ description:
     O(local_src)). Changes nothing on any managed host; changed is always false.
 options:
   src: {description: Path of the file on the managed host (read with slurp)., type: str}
-  dest: {description: Path below the run's exports folder for O(src), e.g. C(lab-dc01/gpo/x.tar.gz)., type: str}
+  dest:
+    description: Path below the run's exports folder for O(src), e.g. C(lab-dc01/gpo/x.tar.gz).
+    type: str
   sha256: {description: Expected sha256 of O(src) as computed on the host., type: str}
-  name: {description: File name below exports/<folder>/ for controller content (one sub-folder allowed)., type: str}
-  folder: {description: Folder below exports/ for controller content; default the inventory host name., type: str}
+  name:
+    description: File name below exports/<folder>/ for controller content (one sub-folder allowed).
+    type: str
+  folder:
+    description: Folder below exports/ for controller content; default the inventory host name.
+    type: str
   content: {description: Text to write., type: str}
   content_b64: {description: Bytes to write, base64., type: str}
   local_src: {description: A controller file to move in (removed after the move)., type: path}
@@ -150,7 +156,8 @@ class ActionModule(ActionBase):
             unknown = set(args) - _HOST_ARGS
             if unknown:
                 raise AnsibleActionFail(
-                    f"offboard_export: {', '.join(sorted(unknown))} cannot go with src/dest (a file from the host)"
+                    f"offboard_export: {', '.join(sorted(unknown))} cannot go with src/dest"
+                    " (a file from the host)"
                 )
             result.update(self._from_host(args, task_vars))
         else:
@@ -186,11 +193,19 @@ class ActionModule(ActionBase):
                 f"offboard_export: {args['src']} read back with sha256 {digest}, the host computed {expected}"
             )
         write_private(target, data)
-        return {"path": recorded, "relpath": recorded, "abs_path": str(target), "sha256": digest, "size": len(data)}
+        return {
+            "path": recorded,
+            "relpath": recorded,
+            "abs_path": str(target),
+            "sha256": digest,
+            "size": len(data),
+        }
 
     def _from_controller(self, args: dict, task_vars: dict) -> dict:
         run_dir, exports = export_root(task_vars, args.get("export_dir"))
-        folder = host_dir(exports, str(args.get("folder") or task_vars.get("inventory_hostname", "controller")))
+        folder = host_dir(
+            exports, str(args.get("folder") or task_vars.get("inventory_hostname", "controller"))
+        )
         out: dict[str, Any] = {"dir": str(folder), "reldir": _relative(folder, run_dir)}
         sources = [k for k in ("content", "content_b64", "local_src") if args.get(k) is not None]
         if not sources:

@@ -100,8 +100,8 @@ class Lab:
 
     @property
     def endpoints(self) -> list[lab_mod.LabHost]:
-        """Online servers and workstations: the machines agents are planted on (not the network gear, not
-        the domain controller, whose planted state is directory content: tests/integration/test_gpo_lab.py)."""
+        """Online servers and workstations: the machines agents are planted on. Not the network gear, not
+        the domain controller (its planted state is directory content: tests/integration/test_gpo_lab.py)."""
         return [h for h in self.online if h.group != "lab_network" and not h.dc]
 
     def snapshot_all(self) -> dict[str, dict]:
