@@ -13,6 +13,27 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def _project_module_utils() -> None:
+    """Unit tests load the project's modules straight from their files; ansible finds their
+    module_utils (plugins/module_utils, per ansible.cfg) only inside a run, so register them here."""
+    import importlib.util
+
+    import ansible.module_utils
+
+    for path in sorted((ROOT / "plugins" / "module_utils").glob("*.py")):
+        name = f"ansible.module_utils.{path.stem}"
+        if name in sys.modules:
+            continue
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        setattr(ansible.module_utils, path.stem, module)
+
+
+_project_module_utils()
+
+
 def ansible_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")

@@ -80,65 +80,10 @@ import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.offboard_paths import PROTECTED, safe_path  # noqa: F401 (PROTECTED: tests)
 
-# Deleting any of these (or their parents) would wreck the host: a catalog typo must never do that.
-PROTECTED = {
-    "/",
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/home",
-    "/lib",
-    "/lib64",
-    "/opt",
-    "/proc",
-    "/root",
-    "/run",
-    "/sbin",
-    "/srv",
-    "/sys",
-    "/tmp",
-    "/usr",
-    "/usr/bin",
-    "/usr/lib",
-    "/usr/local",
-    "/usr/local/bin",
-    "/usr/local/lib",
-    "/usr/local/sbin",
-    "/usr/local/share",
-    "/usr/sbin",
-    "/usr/share",
-    "/var",
-    "/var/lib",
-    "/var/log",
-    "/etc/systemd",
-    "/etc/systemd/system",
-    "/lib/systemd",
-    "/lib/systemd/system",
-    "/usr/lib/systemd",
-    "/usr/lib/systemd/system",
-    "/etc/cron.d",
-    "/Applications",
-    "/Library",
-    "/Library/LaunchDaemons",
-    "/Library/LaunchAgents",
-    "/Library/Application Support",
-    "/System",
-    "/Users",
-    "/private",
-    "/private/var",
-}
 SHELLS = {"sh", "bash", "dash", "zsh", "python", "python3", "perl", "mono", "java"}
 CRON_FILES_DIRS = ("/etc/cron.d", "/var/spool/cron/crontabs", "/var/spool/cron", "/usr/lib/cron/tabs")
-
-
-def safe_path(path):
-    """True when a path may be deleted: absolute, normalised, no glob, not a protected folder."""
-    if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "*?["):
-        return False
-    norm = os.path.normpath(path)
-    return norm == path.rstrip("/") and norm not in PROTECTED and norm.count("/") >= 2
 
 
 def alive(pid):

@@ -105,59 +105,15 @@ import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.offboard_paths import PROTECTED, safe_path  # noqa: F401 (PROTECTED: tests)
 
 CRON_SPOOLS = ("/var/spool/cron/crontabs", "/var/spool/cron", "/usr/lib/cron/tabs")
 CRON_PERIODIC = ("/etc/cron.hourly", "/etc/cron.daily", "/etc/cron.weekly", "/etc/cron.monthly")
 UNIT_DIRS = ("/etc/systemd/system", "/usr/local/lib/systemd/system")
 LAUNCHD_DIRS = ("/Library/LaunchDaemons", "/Library/LaunchAgents")
-# A script folder may never be one of these (or above them): a typo in the inventory must not wreck a host.
-PROTECTED = {
-    "/",
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/home",
-    "/lib",
-    "/lib64",
-    "/opt",
-    "/proc",
-    "/root",
-    "/run",
-    "/sbin",
-    "/srv",
-    "/sys",
-    "/tmp",
-    "/usr",
-    "/usr/bin",
-    "/usr/lib",
-    "/usr/local",
-    "/usr/local/bin",
-    "/usr/local/sbin",
-    "/usr/local/lib",
-    "/usr/local/share",
-    "/usr/sbin",
-    "/usr/share",
-    "/var",
-    "/var/lib",
-    "/var/log",
-    "/etc/cron.d",
-    "/etc/profile.d",
-    "/etc/systemd",
-    "/etc/systemd/system",
-    "/Applications",
-    "/Library",
-    "/Users",
-    "/private",
-    "/var/tmp",
-}
 
 
-def safe_dir(path):
-    if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "*?["):
-        return False
-    norm = os.path.normpath(path)
-    return norm == path.rstrip("/") and norm not in PROTECTED and norm.count("/") >= 2
+safe_dir = safe_path  # a script folder is deletable exactly when a path is
 
 
 def is_job_line(line):
