@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +58,28 @@ def playbook(
         timeout=timeout,
         check=False,
     )
+
+
+def recap(stdout: str) -> dict[str, dict[str, int]]:
+    """ansible-playbook's PLAY RECAP as {host: {ok: n, changed: n, ...}}."""
+    found = {}
+    for line in stdout.split("PLAY RECAP")[-1].splitlines():
+        m = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
+        if m:
+            found[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+    return found
+
+
+def evidence_dir(stdout: str) -> Path:
+    """The evidence folder a plain ansible-playbook run announced (offboard_evidence callback)."""
+    m = re.search(r"offboard evidence: (\S+)", stdout)
+    assert m, "the run did not report its evidence directory"
+    return Path(m.group(1))
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    text = (run_dir / "records.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 @pytest.fixture

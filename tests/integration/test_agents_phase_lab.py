@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT, ansible_env, playbook
+from tests.conftest import BIN, ROOT, ansible_env, evidence_dir, playbook, read_records, recap
 
 pytestmark = pytest.mark.lab
 
@@ -121,22 +121,9 @@ def _client(snap: dict) -> dict:
     }
 
 
-def _recap(stdout: str) -> dict[str, dict[str, int]]:
-    recap = {}
-    for line in stdout.split("PLAY RECAP")[-1].splitlines():
-        m = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
-        if m:
-            recap[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
-    return recap
-
-
 def _records(stdout: str) -> tuple[Path, list[dict]]:
-    m = re.search(r"offboard evidence: (\S+)", stdout)
-    assert m, "the run did not report its evidence directory"
-    run_dir = Path(m.group(1))
-    lines = (run_dir / "records.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
-    return run_dir, [r for r in rows if "action" in r]  # item records (not run start/end)
+    run_dir = evidence_dir(stdout)
+    return run_dir, [r for r in read_records(run_dir) if "action" in r]  # item records (not run start/end)
 
 
 def _by(records: list[dict]) -> dict[tuple[str, str], dict]:
@@ -252,7 +239,7 @@ def test_rehearsal_removal_and_second_run(lab, tmp_path):
     # 3. Second run: nothing to do, nothing changed, absence recorded.
     again = _run(*vault)
     assert again.returncode == 0
-    assert all(_recap(again.stdout)[h]["changed"] == 0 for h in MSP), again.stdout[-3000:]
+    assert all(recap(again.stdout)[h]["changed"] == 0 for h in MSP), again.stdout[-3000:]
     _, second = _records(again.stdout)
     mine = [
         r

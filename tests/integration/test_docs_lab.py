@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import playbook
-from tests.integration.test_rmm_agents_lab import _evidence_dir, _records
+from tests.conftest import evidence_dir, playbook, read_records
 
 pytestmark = pytest.mark.lab
 
@@ -33,8 +32,8 @@ def test_docs_package_before_and_after_the_infra_phase(lab, tmp_path: Path):
     # 1. Before any export exists: every machine listed, the zones and the firewall backup pending.
     first = playbook("offboard.yml", "-l", "lab", "--tags", "docs")
     assert first.returncode == 4, first.stdout[-3000:]  # 4: the laptop is unreachable, nothing failed
-    run1 = _evidence_dir(first.stdout)
-    records = _records(run1)
+    run1 = evidence_dir(first.stdout)
+    records = read_records(run1)
     dns = {r["item"]: r for r in records if r.get("component") == "dns_export"}
     assert set(dns) == {"lab.test", "client-shop.test", "client-legacy.test"}
     # The lab's evidence may hold exports from earlier runs; client-legacy.test can never have one.
@@ -44,11 +43,11 @@ def test_docs_package_before_and_after_the_infra_phase(lab, tmp_path: Path):
     # 2. The infra phase exports zones and backs the firewall up; the docs phase then packs them.
     infra = playbook("offboard.yml", "-l", "lab", "--tags", "infra")
     assert infra.returncode == 2, infra.stdout[-3000:]  # the refused zone
-    infra_dir = _evidence_dir(infra.stdout)
+    infra_dir = evidence_dir(infra.stdout)
     docs = playbook("offboard.yml", "-l", "lab", "--tags", "docs")
     assert docs.returncode == 4, docs.stdout[-3000:]
-    run_dir = _evidence_dir(docs.stdout)
-    records = _records(run_dir)
+    run_dir = evidence_dir(docs.stdout)
+    records = read_records(run_dir)
     top = _package(run_dir, tmp_path)
 
     # Checksums: every file listed and matching (as `sha256sum -c SHA256SUMS` does).

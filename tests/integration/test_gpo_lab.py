@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import playbook
+from tests.conftest import evidence_dir, playbook, recap
 
 pytestmark = pytest.mark.lab
 
@@ -54,21 +53,6 @@ def _linked(state: dict, guid: str) -> list[str]:
     return sorted(dn for dn, value in state["links"].items() if guid.lower() in value.lower())
 
 
-def _recap(stdout: str) -> dict[str, dict[str, int]]:
-    recap = {}
-    for line in stdout.split("PLAY RECAP")[-1].splitlines():
-        m = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
-        if m:
-            recap[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
-    return recap
-
-
-def _run_dir(stdout: str) -> Path:
-    m = re.search(r"offboard evidence: (\S+)", stdout)
-    assert m, "the run did not report its evidence directory"
-    return Path(m.group(1))
-
-
 def _gpo_records(run_dir: Path) -> dict[str, dict]:
     lines = (run_dir / "records.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines if line.strip()]
@@ -105,15 +89,15 @@ def test_gpo_cleanup_on_the_samba_dc(lab):
     )
     check = playbook("offboard.yml", "-l", "lab", "--tags", "gpo_cleanup", "--check", "-e", keep)
     assert check.returncode == 4, check.stdout[-3000:]  # 4: only the offline laptop is unreachable
-    assert _recap(check.stdout)["lab-dc01"]["failed"] == 0
+    assert recap(check.stdout)["lab-dc01"]["failed"] == 0
     assert _directory(lab) == planted
-    rehearsal = _by_name(_gpo_records(_run_dir(check.stdout)))
+    rehearsal = _by_name(_gpo_records(evidence_dir(check.stdout)))
     would = {n for n, r in rehearsal.items() if r["action"] == "would_remove"}
     assert would == MSP_GPOS - {"Workstation Baseline"}
     assert rehearsal["Workstation Baseline"]["action"] == "none"
     assert "keep" in rehearsal["Workstation Baseline"]["verification"]["note"]
     assert not any(r.get("export") for r in rehearsal.values())
-    assert not (_run_dir(check.stdout) / "exports").exists()
+    assert not (evidence_dir(check.stdout) / "exports").exists()
 
     # 2. The real run: the MSP's GPOs are gone, with their links and sysvol folders; backups kept.
     real = playbook("offboard.yml", "-l", "lab", "--tags", "gpo_cleanup")
@@ -126,7 +110,7 @@ def test_gpo_cleanup_on_the_samba_dc(lab):
     assert {name: after["gpos"][name] for name in client} == client, "a client or default GPO changed"
     assert {name: _linked(after, guid) for name, guid in client.items()} == client_links
 
-    run_dir = _run_dir(real.stdout)
+    run_dir = evidence_dir(real.stdout)
     records = _by_name(_gpo_records(run_dir))
     assert set(records) == MSP_GPOS, records.keys()
     manifest = (run_dir / "MANIFEST.sha256").read_text()
@@ -165,9 +149,9 @@ def test_gpo_cleanup_on_the_samba_dc(lab):
     # 3. A second run changes nothing and records that no MSP GPO is left.
     again = playbook("offboard.yml", "-l", "lab", "--tags", "gpo_cleanup")
     assert again.returncode == 4, again.stdout[-3000:]
-    assert _recap(again.stdout)["lab-dc01"]["changed"] == 0, again.stdout[-3000:]
+    assert recap(again.stdout)["lab-dc01"]["changed"] == 0, again.stdout[-3000:]
     assert _directory(lab) == after
-    second = _gpo_records(_run_dir(again.stdout))
+    second = _gpo_records(evidence_dir(again.stdout))
     assert list(second) == ["msp-gpos"]
     assert second["msp-gpos"]["action"] == "none"
     assert second["msp-gpos"]["verification"]["result"] == "verified_absent"

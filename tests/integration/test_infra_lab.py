@@ -14,8 +14,7 @@ import dns.query
 import dns.zone
 import pytest
 
-from tests.conftest import playbook
-from tests.integration.test_rmm_agents_lab import _evidence_dir, _recap, _records
+from tests.conftest import evidence_dir, playbook, read_records, recap
 
 pytestmark = pytest.mark.lab
 
@@ -90,7 +89,7 @@ def test_infra_phase_rehearsal_then_real_then_idempotent(lab):
     check = playbook("offboard.yml", "-l", "lab", "--tags", "infra", "--check")
     assert check.returncode == 2, check.stdout[-3000:]  # the refused zone fails lab-dns01
     assert _fw_state(lab) == planted
-    rehearsal = _records(_evidence_dir(check.stdout))
+    rehearsal = read_records(evidence_dir(check.stdout))
     would = {
         r["item"] for r in rehearsal if r.get("host") == "lab-fw01" and r.get("action") == "would_remove"
     }
@@ -99,11 +98,11 @@ def test_infra_phase_rehearsal_then_real_then_idempotent(lab):
     # 2. The real run.
     real = playbook("offboard.yml", "-l", "lab", "--tags", "infra")
     assert real.returncode == 2, real.stdout[-3000:]
-    recap = _recap(real.stdout)
-    assert recap["lab-dns01"]["failed"] == 1 and recap["lab-fw01"]["failed"] == 0
+    totals = recap(real.stdout)
+    assert totals["lab-dns01"]["failed"] == 1 and totals["lab-fw01"]["failed"] == 0
     assert "client-legacy.test from 127.0.0.1:5300: transfer refused" in real.stdout
-    run_dir = _evidence_dir(real.stdout)
-    records = _records(run_dir)
+    run_dir = evidence_dir(real.stdout)
+    records = read_records(run_dir)
 
     # DNS: every zone recorded; the two transferable ones exported, equal to the server, valid zone files.
     zones = {r["item"]: r for r in records if r.get("component") == "dns_zone"}
@@ -170,9 +169,9 @@ def test_infra_phase_rehearsal_then_real_then_idempotent(lab):
     # 3. A second run changes nothing; the firewall records absence.
     again = playbook("offboard.yml", "-l", "lab", "--tags", "infra")
     assert again.returncode == 2
-    recap = _recap(again.stdout)
-    assert all(c["changed"] == 0 for c in recap.values()), again.stdout[-3000:]
-    second = [r for r in _records(_evidence_dir(again.stdout)) if r.get("host") == "lab-fw01"]
+    totals = recap(again.stdout)
+    assert all(c["changed"] == 0 for c in totals.values()), again.stdout[-3000:]
+    second = [r for r in read_records(evidence_dir(again.stdout)) if r.get("host") == "lab-fw01"]
     assert {r["action"] for r in second if r.get("kind") == "item" and r["item"] != "config_backup"} == {
         "none"
     }
@@ -194,7 +193,7 @@ def test_unreachable_dns_server_is_a_recorded_failure(lab_session, tmp_path: Pat
     )
     run = playbook("offboard.yml", "-l", "lab", "--tags", "dns_zone_export", "-e", f"@{extra}")
     assert run.returncode == 2, run.stdout[-3000:]
-    records = [r for r in _records(_evidence_dir(run.stdout)) if r.get("component") == "dns_zone"]
+    records = [r for r in read_records(evidence_dir(run.stdout)) if r.get("component") == "dns_zone"]
     by_host = {r["host"]: r for r in records}
     # -e applies to every host: each records its own failure, none is skipped silently.
     assert set(by_host) == {h.name for h in lab_session.hosts}

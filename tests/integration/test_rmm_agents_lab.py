@@ -3,35 +3,14 @@ reachable machines and nothing of the client's, and a second run changes nothing
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import playbook
+from tests.conftest import evidence_dir, playbook, read_records, recap
 from tests.integration.conftest import CLIENT_PROBES, MSP_PROBES
 
 pytestmark = pytest.mark.lab
-
-
-def _recap(stdout: str) -> dict[str, dict[str, int]]:
-    recap = {}
-    for line in stdout.split("PLAY RECAP")[-1].splitlines():
-        m = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
-        if m:
-            recap[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
-    return recap
-
-
-def _evidence_dir(stdout: str) -> Path:
-    m = re.search(r"offboard evidence: (\S+)", stdout)
-    assert m, "the run did not report its evidence directory"
-    return Path(m.group(1))
-
-
-def _records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines() if line.strip()]
 
 
 def _msp_left(snapshot: dict) -> list[str]:
@@ -68,11 +47,11 @@ def test_agents_phase_rehearsal_then_removal_then_idempotent(lab):
     # 1. Rehearsal: reports what would be removed, changes nothing.
     check = playbook("offboard.yml", "-l", "lab", "--tags", "agents", "--check")
     assert check.returncode == 4, check.stdout[-3000:]  # 4: the offline laptop is unreachable, nothing failed
-    recap = _recap(check.stdout)
-    assert recap["lab-laptop01"]["unreachable"] == 1
-    assert all(recap[h.name]["failed"] == 0 for h in lab.online)
+    totals = recap(check.stdout)
+    assert totals["lab-laptop01"]["unreachable"] == 1
+    assert all(totals[h.name]["failed"] == 0 for h in lab.online)
     assert lab.snapshot_all() == planted
-    rehearsal = _records(_evidence_dir(check.stdout))
+    rehearsal = read_records(evidence_dir(check.stdout))
     would = {(r["host"], r["item"]) for r in rehearsal if r.get("action") == "would_remove"}
     assert ("lab-ws01", "screenconnect:5e0b1c2d3a4f6789") in would
     assert ("lab-srv02", "tactical_rmm") in would
@@ -85,7 +64,7 @@ def test_agents_phase_rehearsal_then_removal_then_idempotent(lab):
     for host, snap in after.items():
         assert _msp_left(snap) == [], f"{host}: MSP footprint left: {_msp_left(snap)}"
         assert _client_state(snap) == _client_state(planted[host]), f"{host}: client software changed"
-    records = _records(_evidence_dir(real.stdout))
+    records = read_records(evidence_dir(real.stdout))
     removed = {(r["host"], r["item"]) for r in records if r.get("action") == "removed"}
     assert removed >= would
     assert all(
@@ -97,8 +76,8 @@ def test_agents_phase_rehearsal_then_removal_then_idempotent(lab):
     # 3. A second run changes nothing and records every agent as absent.
     again = playbook("offboard.yml", "-l", "lab", "--tags", "agents")
     assert again.returncode == 4
-    recap = _recap(again.stdout)
-    assert all(recap[h.name]["changed"] == 0 for h in lab.online), again.stdout[-3000:]
-    second = [r for r in _records(_evidence_dir(again.stdout)) if r.get("component") == "rmm_agent"]
+    totals = recap(again.stdout)
+    assert all(totals[h.name]["changed"] == 0 for h in lab.online), again.stdout[-3000:]
+    second = [r for r in read_records(evidence_dir(again.stdout)) if r.get("component") == "rmm_agent"]
     assert second and all(r["action"] == "none" for r in second)
     assert all(r["verification"]["result"] in ("verified_absent", "not_verified") for r in second)
