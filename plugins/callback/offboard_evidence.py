@@ -242,6 +242,10 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task, is_conditional) -> None:
         if self.disabled or not self.phase or self.phase_started:
             return
+        # A role's argument validation runs whatever the tags (ansible tags it `always`): it does not
+        # start a phase, or `--tags agents` would also start (and "finish") the access phase.
+        if str(getattr(task, "action", "")).endswith("validate_argument_spec"):
+            return
         self.phase_started = True
         self.client = self._client_of(self.play_hosts) if not self.wrapped else self.client
         self._write(self._record(kind="phase_start", phase=self.phase, hosts=self.play_hosts))

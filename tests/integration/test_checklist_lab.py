@@ -62,7 +62,7 @@ def test_rehearsal_changes_nothing_and_rmm_step_closes_only_after_the_laptop_is_
     assert run.returncode == 75, run.stdout[-3000:]
     rmm = _step(env, "3.1")
     assert not rmm["done"] and rmm["status"] == "overdue 1d"
-    assert "5/6 devices clean" in rmm["evidence"] and LAPTOP in rmm["evidence"]
+    assert "7/8 devices clean" in rmm["evidence"] and LAPTOP in rmm["evidence"]
     refused = offboard(env, "attest", "lab", "3.1", "--by", "Tess Tech", "--note", "all done, trust me")
     assert refused.returncode == 1 and LAPTOP in refused.stderr, refused.stderr
 
@@ -70,5 +70,5 @@ def test_rehearsal_changes_nothing_and_rmm_step_closes_only_after_the_laptop_is_
     retry = offboard(env, "retry", "lab")
     assert retry.returncode == 0, retry.stdout[-3000:]
     rmm = _step(env, "3.1")
-    assert rmm["done"] and rmm["evidence"] == "6/6 devices clean", rmm
+    assert rmm["done"] and rmm["evidence"] == "8/8 devices clean", rmm
     assert offboard(env, "verify", "lab").returncode == 0
