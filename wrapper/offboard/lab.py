@@ -168,6 +168,26 @@ def image_exists(tag: str) -> bool:
     return _run(["docker", "image", "inspect", tag], check=False).returncode == 0
 
 
+def build_image(packages: tuple[str, ...], tag: str) -> None:
+    """Debian rootfs with mmdebstrap, imported as a systemd image. Services that would listen on the
+    host's interfaces in a host-network container (DISABLED_UNITS) start only where a plant enables
+    them: in every image built from the lab's packages, the DC's too (its named would take port 53
+    from Samba's DNS)."""
+    with tempfile.TemporaryDirectory(prefix="offboard-lab-") as tmp:
+        tar = Path(tmp) / "rootfs.tar"
+        _run(
+            [
+                "mmdebstrap",
+                "--variant=minbase",
+                f"--include={','.join(packages)}",
+                f'--customize-hook=chroot "$1" systemctl disable {" ".join(DISABLED_UNITS)}',
+                SUITE,
+                str(tar),
+            ]
+        )
+        _run(["docker", "import", "--change", 'CMD ["/lib/systemd/systemd"]', str(tar), tag])
+
+
 def ensure_image(log=print) -> str:
     """Build the lab image unless the content-addressed tag exists; also tag it :latest (molecule)."""
     tag = image_tag()
@@ -175,19 +195,7 @@ def ensure_image(log=print) -> str:
         if shutil.which("mmdebstrap") is None:
             raise LabError("mmdebstrap is not installed: apt-get install -y mmdebstrap (make demo does this)")
         log(f"building lab image {tag} with mmdebstrap (about 30 s)")
-        with tempfile.TemporaryDirectory(prefix="offboard-lab-") as tmp:
-            tar = Path(tmp) / "rootfs.tar"
-            _run(
-                [
-                    "mmdebstrap",
-                    "--variant=minbase",
-                    f"--include={','.join(PACKAGES)}",
-                    f'--customize-hook=chroot "$1" systemctl disable {" ".join(DISABLED_UNITS)}',
-                    SUITE,
-                    str(tar),
-                ]
-            )
-            _run(["docker", "import", "--change", 'CMD ["/lib/systemd/systemd"]', str(tar), tag])
+        build_image(PACKAGES, tag)
     _run(["docker", "tag", tag, f"{IMAGE_REPO}:latest"])
     return tag
 

@@ -15,7 +15,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from offboard import lab
@@ -60,7 +59,10 @@ def dc_image_tag(root: Path | None = None) -> str:
     """Content-addressed: base packages, Samba packages and the provisioning script."""
     script = (_dc_dir(root) / "provision.sh").read_bytes()
     digest = hashlib.sha256(
-        json.dumps([lab.SUITE, sorted(lab.PACKAGES + DC_PACKAGES), DC_HOSTNAME]).encode() + script
+        json.dumps(
+            [lab.SUITE, sorted(lab.PACKAGES + DC_PACKAGES), sorted(lab.DISABLED_UNITS), DC_HOSTNAME]
+        ).encode()
+        + script
     ).hexdigest()[:12]
     return f"{DC_IMAGE_REPO}:{digest}"
 
@@ -91,11 +93,7 @@ def ensure_dc_image(log=print, root: Path | None = None) -> str:
         build_tag = f"{DC_IMAGE_REPO}-build:{digest}"
         build_name = f"offboard-lab-dc-build-{digest}"
         log(f"building the lab DC image {tag}: Debian + Samba with mmdebstrap, then provisioning (~2 min)")
-        with tempfile.TemporaryDirectory(prefix="offboard-lab-dc-") as tmp:
-            tar = Path(tmp) / "rootfs.tar"
-            packages = ",".join(lab.PACKAGES + DC_PACKAGES)
-            lab._run(["mmdebstrap", "--variant=minbase", f"--include={packages}", lab.SUITE, str(tar)])
-            lab._run(["docker", "import", "--change", 'CMD ["/lib/systemd/systemd"]', str(tar), build_tag])
+        lab.build_image(lab.PACKAGES + DC_PACKAGES, build_tag)
         lab._run(["docker", "rm", "-f", build_name], check=False)
         try:
             lab._run(
