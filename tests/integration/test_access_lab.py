@@ -218,6 +218,11 @@ def test_access_phase_revokes_hands_over_and_proves_it_by_login(lab, evidence, t
 
     # Verification by login attempt is recorded with method and time; every attempt was refused.
     attempts = [r for r in recs if r["kind"] == "item" and r["component"] == "access_verification"]
+    # lab-fw01 holds an MSP account but offers no login address to the controller: that is said, not skipped.
+    no_path = [r for r in attempts if r["item"] == "login-attempt"]
+    assert [(r["host"], r["action"]) for r in no_path] == [("lab-fw01", "refused")], no_path
+    assert "offboard_access_login_address" in no_path[0]["error"]
+    attempts = [r for r in attempts if r["item"] != "login-attempt"]
     assert {r["item"].split(":")[0] for r in attempts} == {"ssh_key", "ssh_password", "ldap_bind"}
     for rec in attempts:
         assert rec["verification"]["result"] == "verified_refused", rec
