@@ -113,9 +113,6 @@ UNIT_DIRS = ("/etc/systemd/system", "/usr/local/lib/systemd/system")
 LAUNCHD_DIRS = ("/Library/LaunchDaemons", "/Library/LaunchAgents")
 
 
-safe_dir = safe_path  # a script folder is deletable exactly when a path is
-
-
 def is_job_line(line):
     """A crontab line that schedules something (not blank, comment or VAR=value)."""
     text = line.strip()
@@ -458,7 +455,7 @@ def remove(module, scanner, items):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(scanner.real(item["path"]))
         elif kind == "script_dir":
-            if not safe_dir(item["path"]):
+            if not safe_path(item["path"]):
                 module.fail_json(
                     msg=f"refusing to delete {item['path']!r}: a system folder or not an absolute plain "
                     "path; fix offboard_msp_footprint.script_dirs",
@@ -495,7 +492,7 @@ def main():
             except re.error as exc:
                 module.fail_json(msg=f"{key}: {pattern!r} is not a valid regular expression: {exc}")
     for folder in module.params["script_dirs"]:
-        if not safe_dir(folder):
+        if not safe_path(folder):
             module.fail_json(msg=f"script_dirs: {folder!r} is a system folder or not an absolute plain path")
     scanner = Scanner(module, module.params["root"])
     items, kept = scanner.scan()

@@ -219,7 +219,7 @@ def test_removal_takes_exactly_what_was_found_and_a_rescan_is_empty(host):
 
 @pytest.mark.parametrize("folder", ["/opt", "/etc", "/usr/local/bin", "/", "opt/msp", "/opt/*", "/var/tmp"])
 def test_script_dirs_refuse_system_folders(folder):
-    assert msf.safe_dir(folder) is False
+    assert msf.safe_path(folder) is False
 
 
 def test_job_lines():
