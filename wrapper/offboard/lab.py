@@ -137,6 +137,17 @@ def image_tag() -> str:
     return f"{IMAGE_REPO}:{digest}"
 
 
+def plant_digest(root: Path) -> str:
+    """Fingerprint of what the lab plants (playbooks/lab and the lab inventory). Containers carry it as a
+    label: a container planted from other definitions is recreated, since planting over an older lab
+    keeps what a replant cannot see (a package of the same version with other contents)."""
+    digest = hashlib.sha256()
+    for base in (root / "playbooks" / "lab", root / "inventories" / "lab"):
+        for path in sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def docker_ready() -> bool:
     return shutil.which("docker") is not None and _run(["docker", "info"], check=False).returncode == 0
 
@@ -207,14 +218,19 @@ def container_state(name: str) -> dict | None:
     return json.loads(proc.stdout)[0]
 
 
-def ensure_container(host: LabHost, tag: str) -> None:
-    """Create (or recreate, when built from another image) and start the host's container."""
+def ensure_container(host: LabHost, tag: str, plant_id: str = "") -> None:
+    """Create (or recreate) and start the host's container.
+
+    Recreated: a container built from another image or planted from other lab definitions (plant_id,
+    see plant_digest), and a stopped one: a container whose daemon was killed under it (a reboot, the
+    end of a CI job) can come back half-booted, and planting puts every footprint back anyway."""
     state = container_state(host.container)
     if state is not None:
         labels = state["Config"].get("Labels") or {}
         if labels.get(LABEL) != "1":
             raise LabError(f"a container named {host.container} exists and is not a lab container: remove it")
-        if state["Config"]["Image"] != tag:
+        stale = labels.get(f"{LABEL}.plant", "") != plant_id
+        if stale or state["Config"]["Image"] != tag or not state["State"]["Running"]:
             _run(["docker", "rm", "-f", host.container])
             state = None
     if state is None:
@@ -228,13 +244,15 @@ def ensure_container(host: LabHost, tag: str) -> None:
                 f"{LABEL}=1",
                 "--label",
                 f"{LABEL}.host={host.name}",
+                "--label",
+                f"{LABEL}.plant={plant_id}",
                 *_run_args(host),
                 tag,
             ]
         )
         if host.network == "host":
             _restrict_sshd(host)
-    if state is None or not state["State"]["Running"]:
+    if state is None:
         _run(["docker", "start", host.container])
 
 
@@ -311,8 +329,9 @@ def up(verbose: bool = False, log=print) -> list[LabHost]:
     tag = ensure_image(log)
     hosts = lab_hosts(root)
     dc_tag = lab_dc.ensure_dc_image(log, root) if any(h.dc for h in hosts) else ""
+    plant_id = plant_digest(root)
     for host in hosts:
-        ensure_container(host, dc_tag if host.dc else tag)
+        ensure_container(host, dc_tag if host.dc else tag, plant_id)
     log(f"planting footprints on {len(hosts)} lab machines")
     plant(root, verbose=verbose)
     for host in hosts:
