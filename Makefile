@@ -73,7 +73,7 @@ unit: venv
 
 ## integration: real playbooks and the wrapper against the lab (the fixtures bring the lab up)
 integration: system venv
-	pytest -q tests/integration
+	pytest -v --durations=15 tests/integration
 
 ## molecule: every role scenario runnable here (Windows scenarios need a real host: see the role READMEs)
 molecule: system venv
