@@ -81,6 +81,28 @@ def test_artifacts_are_copied_redacted_and_events_packed(tmp_path):
     assert counters == [1, 2, 10]
 
 
+def test_streamed_events_are_scrubbed_kept_in_order_and_never_replaced_by_packing(tmp_path):
+    redact = scrub.Redactor(["canary-token-123456"])
+    dest = tmp_path / "out"
+    log = scrub.EventLog(dest, redact)
+    for n in (1, 2, 3):
+        log.write({"counter": n, "stdout": f"event {n} canary-token-123456"})
+    # Flushed per event: a run killed here keeps what it had.
+    assert len((dest / scrub.EVENTS_FILE).read_text().splitlines()) == 3
+    log.close()
+    assert oct((dest / scrub.EVENTS_FILE).stat().st_mode & 0o777) == "0o600"
+    # The recovery of a killed run copies its artifacts afterwards: runner's leftover event files (here
+    # a stray one) must not overwrite the streamed log.
+    src = tmp_path / "artifacts"
+    (src / "job_events").mkdir(parents=True)
+    (src / "job_events" / "9-uuid.json").write_text(json.dumps({"counter": 9}))
+    (src / "stdout").write_text("x\n")
+    scrub.copy_artifacts(src, dest, redact)
+    lines = (dest / scrub.EVENTS_FILE).read_text().splitlines()
+    assert [json.loads(line)["counter"] for line in lines] == [1, 2, 3]
+    assert not any("canary-token-123456" in line for line in lines)
+
+
 def test_vaulted_inventory_values_are_collected_for_redaction(tmp_path):
     from ansible.constants import DEFAULT_VAULT_ID_MATCH
     from ansible.parsing.vault import VaultLib, VaultSecret

@@ -66,7 +66,7 @@ class Progress:
         self.out.flush()
 
     def handle(self, event: dict[str, Any]) -> bool:
-        """ansible-runner event_handler: update counts; True keeps the event in the artifacts."""
+        """Update counts from one ansible-runner event (the wrapper's event_handler calls this)."""
         kind = event.get("event", "")
         data = event.get("event_data") or {}
         host = data.get("host") or ""

@@ -150,6 +150,13 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
             scrub.scrub_command_in_place(command_file, redact)
 
     cmdline = [*(["--check"] if req.check else []), *req.extra_cmdline]
+    events = scrub.EventLog(run_dir / evidence.ARTIFACTS, redact)
+
+    def on_event(event: dict[str, Any]) -> bool:
+        progress.handle(event)
+        events.write(event)
+        return False  # kept by the EventLog: runner need not write its own file per event
+
     runner = None
     status_reason: str | None = None
     try:
@@ -166,13 +173,14 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
             suppress_env_files=True,
             quiet=True,
             rotate_artifacts=0,
-            event_handler=progress.handle,
+            event_handler=on_event,
             status_handler=on_status,
         )
     except KeyboardInterrupt:
         status_reason = "interrupted (Ctrl-C) before ansible's final stats"
         raise
     finally:
+        events.close()
         artifacts = work / "artifacts" / run_id
         if artifacts.is_dir():
             scrub.copy_artifacts(artifacts, run_dir / evidence.ARTIFACTS, redact)

@@ -20,6 +20,8 @@ from typing import Any
 from offboard.fsutil import open_private
 from offboard.records import looks_secret
 
+EVENTS_FILE = "job_events.jsonl"  # every job event of a run, one JSON object per line, in counter order
+
 MASK = "********"
 MIN_SECRET_LEN = 6
 # Variables kept (values still redacted) in the rebuilt `command` artifact: they explain the run.
@@ -189,8 +191,31 @@ def copy_artifacts(artifact_dir: Path, dest: Path, redact: Redactor) -> None:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             _copy_text(src, target, redact)
     events_dir = artifact_dir / "job_events"
-    if events_dir.is_dir():
-        _pack_events(events_dir, dest / "job_events.jsonl", redact)
+    # The wrapper streams events into job_events.jsonl as they arrive (EventLog); packing runner's
+    # per-event files is for artifacts written without it, and never replaces a streamed log.
+    target = dest / EVENTS_FILE
+    if events_dir.is_dir() and not target.exists():
+        _pack_events(events_dir, target, redact)
+
+
+class EventLog:
+    """Runner events, scrubbed, appended to one JSON-lines file as they arrive.
+
+    Used as part of runner's event_handler, it replaces runner's one-file-per-event writing (create,
+    write, rename per event, then packed into this same file at the end): the run's CPU then goes to
+    Ansible, not to the evidence. Each line is flushed, so a run killed half-way keeps its events."""
+
+    def __init__(self, dest: Path, redact: Redactor) -> None:
+        dest.mkdir(mode=0o700, exist_ok=True)
+        self._file = open_private(dest / EVENTS_FILE, "a")
+        self._redact = redact
+
+    def write(self, event: dict) -> None:
+        self._file.write(self._redact(json.dumps(event, sort_keys=True, separators=(",", ":"))) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _copy_text(src: Path, target: Path, redact: Redactor) -> None:
