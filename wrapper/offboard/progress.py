@@ -65,7 +65,7 @@ class Progress:
         self.out.write(self.redact(text) + "\n")
         self.out.flush()
 
-    def handle(self, event: dict[str, Any]) -> bool:
+    def handle(self, event: dict[str, Any]) -> None:
         """Update counts from one ansible-runner event (the wrapper's event_handler calls this)."""
         kind = event.get("event", "")
         data = event.get("event_data") or {}
@@ -79,7 +79,7 @@ class Progress:
             self.task = data.get("task", "")
             self.done_this_task = set()
             if not self.tty:
-                return True  # one line per finished task, not per started one
+                return  # one line per finished task, not per started one
             self._show()
         elif kind in ("runner_on_ok", "runner_on_skipped", "runner_on_failed") and host in self.state:
             if kind == "runner_on_failed" and not data.get("ignore_errors"):
@@ -102,7 +102,6 @@ class Progress:
             self._show(force=True)
             if self.tty:
                 self.out.write("\n")
-        return True
 
     def _maybe_task_done(self) -> None:
         live = [h for h, s in self.state.items() if s in (PENDING, RUNNING)]

@@ -195,7 +195,7 @@ def copy_artifacts(artifact_dir: Path, dest: Path, redact: Redactor) -> None:
     # per-event files is for artifacts written without it, and never replaces a streamed log.
     target = dest / EVENTS_FILE
     if events_dir.is_dir() and not target.exists():
-        _pack_events(events_dir, target, redact)
+        _pack_events(events_dir, dest, redact)
 
 
 class EventLog:
@@ -229,13 +229,16 @@ def _event_counter(name: str) -> int:
     return int(head) if head.isdigit() else 1 << 62
 
 
-def _pack_events(events_dir: Path, target: Path, redact: Redactor) -> None:
+def _pack_events(events_dir: Path, dest: Path, redact: Redactor) -> None:
     names = sorted((n for n in os.listdir(events_dir) if n.endswith(".json")), key=_event_counter)
-    with open_private(target, "w") as writer:
+    log = EventLog(dest, redact)
+    try:
         for name in names:
             try:
                 text = (events_dir / name).read_text(encoding="utf-8", errors="replace")
                 event = json.loads(text)
             except (OSError, ValueError):
                 continue
-            writer.write(redact(json.dumps(event, sort_keys=True, separators=(",", ":"))) + "\n")
+            log.write(event)
+    finally:
+        log.close()
