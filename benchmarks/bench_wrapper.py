@@ -2,7 +2,7 @@
 
 Rehearsals (--check) so the lab is not changed and every repetition does the same work:
   1. the agents phase on the whole lab client: `ansible-playbook offboard.yml -l lab --tags agents --check`
-     vs `offboard run lab --tags agents --check`, alternated, N repetitions each;
+     vs `offboard run lab --tags agents --check`, N pairs, the order flipped every pair;
   2. what the offline laptop costs: its preflight probe time (from the run's metadata);
   3. one machine: the same comparison limited to one host (what `offboard retry` runs for one pending
      machine: a run with limit = that host and tags = its missing phases).
@@ -33,14 +33,28 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
 
 
 def compare(label: str, plain: list[str], wrapped: list[str], env: dict[str, str], reps: int) -> dict:
+    """Pairs of runs; the order flips every repetition (plain first, then wrapper first) so a lab that
+    slows down or speeds up during the benchmark does not favour either side."""
     times: dict[str, list[float]] = {"plain": [], "wrapper": []}
-    for _ in range(reps):
-        for name, argv in (("plain", plain), ("wrapper", wrapped)):
-            wall, rc = timed(argv, env)
-            times[name].append(wall)
-            print(f"  {label:<28} {name:<8} {wall:6.2f} s  exit {rc}", flush=True)
+    pairs: list[float] = []
+    for rep in range(reps):
+        order = [("plain", plain), ("wrapper", wrapped)]
+        wall: dict[str, float] = {}
+        for name, argv in order if rep % 2 == 0 else order[::-1]:
+            wall[name], rc = timed(argv, env)
+            times[name].append(wall[name])
+            print(f"  {label:<28} {name:<8} {wall[name]:6.2f} s  exit {rc}", flush=True)
+        pairs.append((wall["wrapper"] - wall["plain"]) / wall["plain"] * 100)
     p, w = statistics.median(times["plain"]), statistics.median(times["wrapper"])
-    return {"label": label, "plain": p, "wrapper": w, "overhead": (w - p) / p * 100}
+    return {
+        "label": label,
+        "plain": p,
+        "wrapper": w,
+        "overhead": (w - p) / p * 100,
+        "paired": statistics.median(pairs),
+        "pairs": pairs,
+        "times": times,
+    }
 
 
 def main() -> int:
@@ -72,10 +86,21 @@ def main() -> int:
                 pre = json.loads(meta.read_text()).get("preflight", {}).get("lab-laptop01")
                 if pre and pre["state"] != "reachable":
                     laptop.append(float(pre["seconds"]))
-    print("\n| comparison | plain ansible-playbook (median) | offboard run (median) | overhead |")
-    print("|---|---|---|---|")
+    print(
+        "\n| comparison | plain ansible-playbook (median) | offboard run (median) | overhead of medians "
+        "| median of paired overheads |"
+    )
+    print("|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['label']} | {r['plain']:.2f} s | {r['wrapper']:.2f} s | {r['overhead']:+.1f} % |")
+        print(
+            f"| {r['label']} | {r['plain']:.2f} s | {r['wrapper']:.2f} s | {r['overhead']:+.1f} % "
+            f"| {r['paired']:+.1f} % |"
+        )
+    for r in results:
+        print(f"\n{r['label']}:")
+        for name in ("plain", "wrapper"):
+            print(f"  {name:<8} " + " / ".join(f"{t:.2f}" for t in r["times"][name]) + " s")
+        print("  pairs    " + " / ".join(f"{p:+.1f}" for p in r["pairs"]) + " %")
     if laptop:
         print(
             f"\noffline laptop: preflight classified it unreachable in {max(laptop):.3f} s (max of "
