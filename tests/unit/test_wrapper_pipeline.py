@@ -314,3 +314,46 @@ def test_empty_inventory_and_unwritable_store_are_refused(mini, capsys, tmp_path
         locked.write_text("")
     assert cli.main(["run", "mini", "--evidence-dir", str(locked / "evidence")]) == 1
     assert "not writable" in capsys.readouterr().err
+
+
+def test_runner_reads_the_playbook_output_in_batches_and_is_restored_after(tmp_path):
+    """The pty read tuning (runner.batched_reads) reaches the spawn ansible-runner really makes.
+
+    If a new ansible-runner stops spawning through pexpect.spawn, this fails instead of the tuning
+    silently doing nothing."""
+    import ansible_runner
+    import ansible_runner.runner as runner_module
+    import pexpect
+    from offboard import runner
+
+    spawned = []
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "play.yml").write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - ansible.builtin.debug: {msg: batched}\n"
+    )
+    (tmp_path / "inventory").mkdir()
+    (tmp_path / "inventory" / "hosts").write_text("localhost ansible_connection=local\n")
+    events = []
+    with runner.batched_reads():
+        batched = runner_module.pexpect.spawn
+
+        class Spy(batched):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                spawned.append(self)
+
+        runner_module.pexpect.spawn = Spy
+        result = ansible_runner.run(
+            private_data_dir=str(tmp_path),
+            playbook="play.yml",
+            quiet=True,
+            suppress_env_files=True,
+            envvars={"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])},
+            event_handler=lambda e: events.append(e) or False,
+        )
+    assert runner_module.pexpect is pexpect and pexpect.spawn is not batched
+    assert result.rc == 0
+    assert len(spawned) == 1
+    assert spawned[0].delayafterread == runner.READ_PAUSE
+    assert spawned[0].maxread == runner.READ_SIZE
+    assert any((e.get("event_data") or {}).get("res", {}).get("msg") == "batched" for e in events)

@@ -7,10 +7,13 @@ kept by the next run that seals it as incomplete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import sys
+import types
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,6 +25,14 @@ from offboard.progress import Progress
 from offboard.records import Record, iter_records, utc_now
 
 WORK_PREFIX = ".work-"
+
+# ansible-runner reads the playbook's output from a pty through pexpect, which pauses 0.1 ms after each
+# read of at most 2,000 bytes: the wrapper wakes for nearly every write Ansible makes (several per
+# event) and takes a slice of the two cores from the playbook each time. Pausing 20 ms and then reading
+# up to 64 KiB wakes it at most 50 times a second and hands it events in batches. Ansible does not wait
+# for us: the pty buffers more than 20 ms of its output. Progress lines come at most 20 ms later.
+READ_PAUSE = 0.02
+READ_SIZE = 64 * 1024
 
 
 @dataclass
@@ -135,6 +146,12 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
         "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
         # runner sets ANSIBLE_CALLBACK_PLUGINS (its own dir), which hides ansible.cfg's callback_plugins.
         "ANSIBLE_CALLBACK_PLUGINS": str(project / "plugins" / "callback"),
+        # Runner reads Ansible's output from a pty, where Python's stdout is line-buffered: each event's
+        # markers (several writes without a newline) leave in one write, and runner's callback flushes at
+        # the end of each event. PYTHONUNBUFFERED (set in many CI and container images) would make every
+        # small write its own system call, and each call makes Ansible's main thread give up the GIL and
+        # wait to take it back: measurable on a whole client (docs/evidence.md, Performance).
+        "PYTHONUNBUFFERED": "",
         "OFFBOARD_RUN_ID": run_id,
         "OFFBOARD_WRAPPER_PID": str(os.getpid()),
         "OFFBOARD_CLIENT": req.client,
@@ -160,22 +177,23 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
     runner = None
     status_reason: str | None = None
     try:
-        runner = ansible_runner.run(
-            private_data_dir=str(work),
-            ident=run_id,
-            project_dir=str(project),
-            playbook=str(project / "offboard.yml"),
-            inventory=str(req.inventory.path),
-            limit=limit,
-            tags=",".join(req.tags) or None,
-            cmdline=" ".join(cmdline) or None,
-            envvars=envvars,
-            suppress_env_files=True,
-            quiet=True,
-            rotate_artifacts=0,
-            event_handler=on_event,
-            status_handler=on_status,
-        )
+        with batched_reads():
+            runner = ansible_runner.run(
+                private_data_dir=str(work),
+                ident=run_id,
+                project_dir=str(project),
+                playbook=str(project / "offboard.yml"),
+                inventory=str(req.inventory.path),
+                limit=limit,
+                tags=",".join(req.tags) or None,
+                cmdline=" ".join(cmdline) or None,
+                envvars=envvars,
+                suppress_env_files=True,
+                quiet=True,
+                rotate_artifacts=0,
+                event_handler=on_event,
+                status_handler=on_status,
+            )
     except KeyboardInterrupt:
         status_reason = "interrupted (Ctrl-C) before ansible's final stats"
         raise
@@ -199,6 +217,36 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
             meta.runner_rc,
         )
     return RunResult(run_id, run_dir, meta, checks, progress.stats)
+
+
+@contextlib.contextmanager
+def batched_reads() -> Iterator[None]:
+    """While inside, ansible-runner spawns the playbook with READ_PAUSE and READ_SIZE (see above).
+
+    Only runner's own reference to pexpect is swapped, and only for the duration: pexpect itself and
+    anything else using it are untouched. A runner that no longer spawns through pexpect.spawn is
+    left alone (tests/unit/test_wrapper_pipeline.py fails then, so the tuning is not lost unnoticed).
+    """
+    import ansible_runner.runner as runner_module
+
+    original = getattr(runner_module, "pexpect", None)
+    if not isinstance(original, types.ModuleType) or not hasattr(original, "spawn"):
+        yield
+        return
+
+    class BatchedSpawn(original.spawn):  # type: ignore[name-defined,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("maxread", READ_SIZE)
+            super().__init__(*args, **kwargs)
+            self.delayafterread = READ_PAUSE
+
+    proxy = types.SimpleNamespace(**vars(original))
+    proxy.spawn = BatchedSpawn
+    runner_module.pexpect = proxy
+    try:
+        yield
+    finally:
+        runner_module.pexpect = original
 
 
 def _json(data: Any) -> str:
