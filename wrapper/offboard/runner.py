@@ -27,10 +27,11 @@ from offboard.records import Record, iter_records, utc_now
 WORK_PREFIX = ".work-"
 
 # ansible-runner reads the playbook's output from a pty through pexpect, which pauses 0.1 ms after each
-# read of at most 2,000 bytes: the wrapper wakes for nearly every write Ansible makes (several per
-# event) and takes a slice of the two cores from the playbook each time. Pausing 20 ms and then reading
-# up to 64 KiB wakes it at most 50 times a second and hands it events in batches. Ansible does not wait
-# for us: the pty buffers more than 20 ms of its output. Progress lines come at most 20 ms later.
+# read of at most 2,000 bytes: the wrapper wakes for nearly every write Ansible makes. Pausing 20 ms and
+# then reading up to 64 KiB wakes it at most 50 times a second and hands it events in batches: the
+# wrapper's CPU for a whole-lab run went from about 2.0 s to 1.5 s (docs/evidence.md, Performance).
+# The pty holds tens of KiB; the lab's whole agents phase writes under 0.5 MB in 95 s, so Ansible does
+# not wait on the pause. Progress lines come at most 20 ms later.
 READ_PAUSE = 0.02
 READ_SIZE = 64 * 1024
 
@@ -149,8 +150,8 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
         # Runner reads Ansible's output from a pty, where Python's stdout is line-buffered: each event's
         # markers (several writes without a newline) leave in one write, and runner's callback flushes at
         # the end of each event. PYTHONUNBUFFERED (set in many CI and container images) would make every
-        # small write its own system call, and each call makes Ansible's main thread give up the GIL and
-        # wait to take it back: measurable on a whole client (docs/evidence.md, Performance).
+        # small write its own system call (twice as many writes, each releasing and retaking the GIL in
+        # Ansible's main thread; counted in docs/evidence.md, Performance).
         "PYTHONUNBUFFERED": "",
         "OFFBOARD_RUN_ID": run_id,
         "OFFBOARD_WRAPPER_PID": str(os.getpid()),
@@ -234,7 +235,7 @@ def batched_reads() -> Iterator[None]:
         yield
         return
 
-    class BatchedSpawn(original.spawn):  # type: ignore[name-defined,misc]
+    class BatchedSpawn(original.spawn):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.setdefault("maxread", READ_SIZE)
             super().__init__(*args, **kwargs)
