@@ -6,7 +6,9 @@ Rehearsals (--check) so the lab is not changed and every repetition does the sam
   2. what the offline laptop costs: its preflight probe time (from the run's metadata);
   3. one machine: the same comparison limited to one host (what `offboard retry` runs for one pending
      machine: a run with limit = that host and tags = its missing phases).
-Needs the lab up (`offboard lab up`). Prints a table; paste it into docs/evidence.md.
+Each run's wall time and the CPU time of its whole process tree (the command, ansible-playbook and its
+workers) are reported: CPU varies much less than wall time from one round to the next on a busy lab.
+Needs the lab up (`offboard lab up`). Prints the tables; paste them into docs/evidence.md.
 
     python benchmarks/bench_wrapper.py --reps 3
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,24 +29,34 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system) of the whole process tree, exit code.
+
+    The CPU covers the command, ansible-playbook and every worker it forked (all are reaped before
+    the command ends); not the docker daemon or the lab's containers, which serve both sides alike."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start, proc.returncode
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.returncode
 
 
 def compare(label: str, plain: list[str], wrapped: list[str], env: dict[str, str], reps: int) -> dict:
     """Pairs of runs; the order flips every repetition (plain first, then wrapper first) so a lab that
     slows down or speeds up during the benchmark does not favour either side."""
     times: dict[str, list[float]] = {"plain": [], "wrapper": []}
+    cpus: dict[str, list[float]] = {"plain": [], "wrapper": []}
     pairs: list[float] = []
     for rep in range(reps):
         order = [("plain", plain), ("wrapper", wrapped)]
         wall: dict[str, float] = {}
         for name, argv in order if rep % 2 == 0 else order[::-1]:
-            wall[name], rc = timed(argv, env)
+            wall[name], cpu, rc = timed(argv, env)
             times[name].append(wall[name])
-            print(f"  {label:<28} {name:<8} {wall[name]:6.2f} s  exit {rc}", flush=True)
+            cpus[name].append(cpu)
+            print(f"  {label:<28} {name:<8} {wall[name]:6.2f} s  cpu {cpu:6.2f} s  exit {rc}", flush=True)
         pairs.append((wall["wrapper"] - wall["plain"]) / wall["plain"] * 100)
     p, w = statistics.median(times["plain"]), statistics.median(times["wrapper"])
     return {
@@ -54,6 +67,7 @@ def compare(label: str, plain: list[str], wrapped: list[str], env: dict[str, str
         "paired": statistics.median(pairs),
         "pairs": pairs,
         "times": times,
+        "cpu": {name: statistics.median(values) for name, values in cpus.items()},
     }
 
 
@@ -96,6 +110,11 @@ def main() -> int:
             f"| {r['label']} | {r['plain']:.2f} s | {r['wrapper']:.2f} s | {r['overhead']:+.1f} % "
             f"| {r['paired']:+.1f} % |"
         )
+    print("\n| comparison | CPU of the process tree, plain (median) | offboard run (median) | difference |")
+    print("|---|---|---|---|")
+    for r in results:
+        p, w = r["cpu"]["plain"], r["cpu"]["wrapper"]
+        print(f"| {r['label']} | {p:.1f} s | {w:.1f} s | {w - p:+.1f} s ({(w - p) / p * 100:+.1f} %) |")
     for r in results:
         print(f"\n{r['label']}:")
         for name in ("plain", "wrapper"):
