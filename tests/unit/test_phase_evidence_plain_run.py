@@ -29,7 +29,12 @@ def project(tmp_path: Path) -> Path:
     for sub in ("plugins/action", "plugins/callback", "plugins/vars", "inventories/mini/group_vars"):
         (project / sub).mkdir(parents=True)
     shutil.copy(ROOT / "ansible.cfg", project / "ansible.cfg")
-    for plugin in ("action/offboard_record.py", "action/offboard_export.py", "callback/offboard_evidence.py"):
+    for plugin in (
+        "action/offboard_record.py",
+        "action/offboard_export.py",
+        "callback/offboard_evidence.py",
+        "callback/offboard_preload.py",
+    ):
         shutil.copy(ROOT / "plugins" / plugin, project / "plugins" / plugin)
     shutil.copy(ROOT / "plugins/vars/client_dirs.py", project / "plugins/vars/")
     plays = []

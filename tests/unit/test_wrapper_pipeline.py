@@ -72,6 +72,7 @@ def mini(tmp_path, monkeypatch):
     shutil.copy(REPO / "ansible.cfg", project / "ansible.cfg")
     shutil.copy(REPO / "plugins/action/offboard_record.py", project / "plugins/action/")
     shutil.copy(REPO / "plugins/callback/offboard_evidence.py", project / "plugins/callback/")
+    shutil.copy(REPO / "plugins/callback/offboard_preload.py", project / "plugins/callback/")
     shutil.copy(REPO / "plugins/vars/client_dirs.py", project / "plugins/vars/")
     (project / "offboard.yml").write_text(
         "- name: Phase 3 | agents\n  ansible.builtin.import_playbook: playbooks/agents.yml\n"

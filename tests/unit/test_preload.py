@@ -1,0 +1,90 @@
+"""offboard_preload: filter plugins are imported once, in the controller, not again in every worker.
+
+A real ansible-playbook run on a throw-away project: two local hosts, three tasks that use a filter
+whose module writes the importing process's pid to a file. Without the callback every worker (one per
+task and host) imports it; with it, exactly one process does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+FILTER = """
+import os
+with open(os.environ["PRELOAD_TEST_LOG"], "a") as log:
+    log.write(f"{os.getpid()}\\n")
+
+
+class FilterModule:
+    def filters(self):
+        return {"preload_echo": lambda value: value}
+"""
+
+PLAYBOOK = """
+- name: Use a project filter in three tasks on two hosts
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: One
+      ansible.builtin.debug: {msg: "{{ 'one' | preload_echo }}"}
+    - name: Two
+      ansible.builtin.debug: {msg: "{{ 'two' | preload_echo }}"}
+    - name: Three
+      ansible.builtin.debug: {msg: "{{ 'three' | preload_echo }}"}
+"""
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "filter_plugins").mkdir()
+    (tmp_path / "filter_plugins" / "preload_marker.py").write_text(FILTER)
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    (tmp_path / "hosts").write_text(
+        f"h1 ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        f"h2 ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    (tmp_path / "ansible.cfg").write_text(
+        "[defaults]\n"
+        f"callback_plugins = {REPO / 'plugins' / 'callback'}\n"
+        f"filter_plugins = {tmp_path / 'filter_plugins'}\n"
+        "forks = 2\n"
+    )
+    return tmp_path
+
+
+def _importing_pids(project: Path, callbacks: str) -> list[str]:
+    log = project / f"imports-{callbacks or 'none'}.log"
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CALLBACKS_ENABLED"}
+    env |= {
+        "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
+        "PRELOAD_TEST_LOG": str(log),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
+    if callbacks:
+        env["ANSIBLE_CALLBACKS_ENABLED"] = callbacks
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", "hosts", "play.yml"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("ok: [h") == 6, proc.stdout
+    return log.read_text().split()
+
+
+def test_without_preload_every_worker_imports_the_filters(project):
+    assert len(_importing_pids(project, "")) == 6
+
+
+def test_with_preload_one_process_imports_them_and_workers_inherit(project):
+    assert len(_importing_pids(project, "offboard_preload")) == 1
