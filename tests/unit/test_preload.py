@@ -1,8 +1,9 @@
 """offboard_preload: filter plugins are imported once, in the controller, not again in every worker.
 
-A real ansible-playbook run on a throw-away project: two local hosts, three tasks that use a filter
-whose module writes the importing process's pid to a file. Without the callback every worker (one per
-task and host) imports it; with it, exactly one process does.
+A real ansible-playbook run on a throw-away project: two hosts on a connection plugin in a collection
+(local, renamed), three tasks that use a filter of the project; both plugins' modules write the
+importing process's pid to a file. Without the callback every worker (one per task and host) imports
+them; with it, exactly one process does, the same one for both.
 """
 
 from __future__ import annotations
@@ -27,6 +28,21 @@ class FilterModule:
         return {"preload_echo": lambda value: value}
 """
 
+CONNECTION = """
+import os
+with open(os.environ["PRELOAD_TEST_LOG"] + ".connection", "a") as log:
+    log.write(f"{os.getpid()}\\n")
+
+from ansible.plugins.connection.local import DOCUMENTATION as _LOCAL_DOC
+from ansible.plugins.connection.local import Connection as _Local
+
+DOCUMENTATION = _LOCAL_DOC.replace("name: local", "name: preload_local", 1)
+
+
+class Connection(_Local):
+    transport = "preload_local"
+"""
+
 PLAYBOOK = """
 - name: Use a project filter in three tasks on two hosts
   hosts: all
@@ -46,20 +62,28 @@ def project(tmp_path):
     (tmp_path / "filter_plugins").mkdir()
     (tmp_path / "filter_plugins" / "preload_marker.py").write_text(FILTER)
     (tmp_path / "play.yml").write_text(PLAYBOOK)
+    # In a collection, as the lab's community.docker.docker_api is: Ansible's controller already loads a
+    # connection plugin from a plain connection_plugins directory itself, but not one in a collection.
+    plugins = tmp_path / "collections/ansible_collections/preloadtest/conn/plugins/connection"
+    plugins.mkdir(parents=True)
+    (plugins / "preload_local.py").write_text(CONNECTION)
     (tmp_path / "hosts").write_text(
-        f"h1 ansible_connection=local ansible_python_interpreter={sys.executable}\n"
-        f"h2 ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        "[all:vars]\nansible_connection=preloadtest.conn.preload_local\n"
+        f"ansible_python_interpreter={sys.executable}\n"
+        "[nodes]\nh1\nh2\n"
     )
     (tmp_path / "ansible.cfg").write_text(
         "[defaults]\n"
         f"callback_plugins = {REPO / 'plugins' / 'callback'}\n"
         f"filter_plugins = {tmp_path / 'filter_plugins'}\n"
+        f"collections_path = {tmp_path / 'collections'}\n"
         "forks = 2\n"
     )
     return tmp_path
 
 
-def _importing_pids(project: Path, callbacks: str) -> list[str]:
+def _importing_pids(project: Path, callbacks: str) -> tuple[list[str], list[str]]:
+    """The pids that imported the filter plugin, and those that imported the connection plugin."""
     log = project / f"imports-{callbacks or 'none'}.log"
     env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CALLBACKS_ENABLED"}
     env |= {
@@ -79,12 +103,14 @@ def _importing_pids(project: Path, callbacks: str) -> list[str]:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("ok: [h") == 6, proc.stdout
-    return log.read_text().split()
+    return log.read_text().split(), Path(f"{log}.connection").read_text().split()
 
 
-def test_without_preload_every_worker_imports_the_filters(project):
-    assert len(_importing_pids(project, "")) == 6
+def test_without_preload_every_worker_imports_the_plugins(project):
+    filters, connections = _importing_pids(project, "")
+    assert len(filters) == 6 and len(connections) == 6
 
 
 def test_with_preload_one_process_imports_them_and_workers_inherit(project):
-    assert len(_importing_pids(project, "offboard_preload")) == 1
+    filters, connections = _importing_pids(project, "offboard_preload")
+    assert len(filters) == 1 and connections == filters
