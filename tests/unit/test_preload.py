@@ -1,4 +1,4 @@
-"""offboard_preload: filter plugins are imported once, in the controller, not again in every worker.
+"""offboard_preload: filter and connection plugins are imported once, in the controller, not in each worker.
 
 A real ansible-playbook run on a throw-away project: two hosts on a connection plugin in a collection
 (local, renamed), three tasks that use a filter of the project; both plugins' modules write the
