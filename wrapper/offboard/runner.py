@@ -30,7 +30,7 @@ WORK_PREFIX = ".work-"
 # read of at most 2,000 bytes: the wrapper wakes for nearly every write Ansible makes. Pausing 20 ms and
 # then reading up to 64 KiB wakes it at most 50 times a second and hands it events in batches: the
 # wrapper's CPU for a whole-lab run went from about 2.0 s to 1.5 s (docs/evidence.md, Performance).
-# The pty holds tens of KiB; the lab's whole agents phase writes under 0.5 MB in 95 s, so Ansible does
+# The pty holds tens of KiB; the lab's whole agents phase writes under 0.5 MB in a 65 s run, so Ansible does
 # not wait on the pause. Progress lines come at most 20 ms later.
 READ_PAUSE = 0.02
 READ_SIZE = 64 * 1024
