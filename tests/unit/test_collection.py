@@ -159,3 +159,10 @@ def test_ansible_builder_accepts_the_execution_environment(tmp_path: Path) -> No
     dockerfile = (tmp_path / "ctx" / "Dockerfile").read_text()
     assert "pip install" in dockerfile and "/tmp/offboard-src" in dockerfile
     assert (tmp_path / "ctx" / "_build" / "offboard" / "wrapper" / "offboard" / "evidence.py").exists()
+
+
+def test_no_molecule_scenario_installs_the_repository_into_itself() -> None:
+    """With galaxy.yml at the root, molecule's prerun would install the collection into the first collections
+    path: the repository's own link collections/ansible_collections/offboard/msp."""
+    for scenario in sorted((ROOT / "molecule").glob("*/molecule.yml")):
+        assert yaml.safe_load(scenario.read_text()).get("prerun") is False, scenario
