@@ -121,13 +121,17 @@ def test_the_collection_builds_installs_and_documents_its_plugins_outside_the_re
         assert kept in listing.splitlines(), kept
     for left_out in ("wrapper/", "tests/", "inventories/", "molecule/", "collections/", "playbooks/lab/"):
         assert not any(line.startswith(left_out) for line in listing.splitlines()), left_out
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(tmp_path / "cols")
+    # Outside the repository, as another project would install it (inside, the repository's own link already
+    # counts as an installed offboard.msp).
     subprocess.run(
         [galaxy, "collection", "install", "--no-deps", "-p", str(tmp_path / "cols"), str(artifact)],
+        cwd=tmp_path,
+        env=env,
         check=True,
         capture_output=True,
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(tmp_path / "cols")
     doc = subprocess.run(
         [str(BIN / "ansible-doc"), "-t", "module", "offboard.msp.agent_footprint"],
         cwd=tmp_path,
