@@ -36,6 +36,14 @@ def _project_module_utils() -> None:
 _project_module_utils()
 
 
+def as_collection(project: Path) -> None:
+    """Make a throw-away project the collection offboard.msp, as the repository is: ansible.cfg enables the
+    callbacks by FQCN and finds the collection through collections/ansible_collections/offboard/msp."""
+    link = project / "collections" / "ansible_collections" / "offboard" / "msp"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(os.path.relpath(project, link.parent), target_is_directory=True)
+
+
 def ansible_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")

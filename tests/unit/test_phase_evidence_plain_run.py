@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, as_collection
 
 SPEC = """argument_specs:
   main:
@@ -29,6 +29,7 @@ def project(tmp_path: Path) -> Path:
     for sub in ("plugins/action", "plugins/callback", "plugins/vars", "inventories/mini/group_vars"):
         (project / sub).mkdir(parents=True)
     shutil.copy(ROOT / "ansible.cfg", project / "ansible.cfg")
+    as_collection(project)
     for plugin in (
         "action/offboard_record.py",
         "action/offboard_export.py",

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from offboard import cli
 
+from tests.conftest import as_collection
+
 REPO = Path(__file__).resolve().parents[2]
 # The "offline" laptop talks to a docker daemon that cannot exist, so the test reads the same
 # whether or not this machine's docker daemon is running.
@@ -70,6 +72,7 @@ def mini(tmp_path, monkeypatch):
     ):
         (project / sub).mkdir(parents=True)
     shutil.copy(REPO / "ansible.cfg", project / "ansible.cfg")
+    as_collection(project)
     shutil.copy(REPO / "plugins/action/offboard_record.py", project / "plugins/action/")
     shutil.copy(REPO / "plugins/callback/offboard_evidence.py", project / "plugins/callback/")
     shutil.copy(REPO / "plugins/callback/offboard_preload.py", project / "plugins/callback/")
