@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from offboard import inventory, ledger, manifest, notify, paths
+from offboard import inventory, ledger, manifest, notify, paths, psa
 from offboard import plan as planlib
 from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, UsageError
 from offboard.evidence import RECORDS, STATUS_COMPLETE, EvidenceStore, RunMetadata, operator, write_metadata
@@ -184,6 +184,7 @@ class History:
     plan_run: str = ""
     attestations: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    psa_updates: list[dict[str, Any]] = field(default_factory=list)  # status posted back to the PSA
     ledger: ledger.Ledger | None = None
 
 
@@ -197,11 +198,13 @@ def read_history(store: EvidenceStore, client: str) -> History:
             kind = r.get("kind")
             if kind == "plan":
                 hist.plan, hist.plan_run = r.get("plan"), r.get("run_id", "")
-                hist.attestations, hist.notifications = [], []  # a new plan starts over
+                hist.attestations, hist.notifications, hist.psa_updates = [], [], []  # a new plan starts over
             elif kind == "attestation":
                 hist.attestations.append(r)
             elif kind == "notification":
                 hist.notifications.append(r)
+            elif kind == "psa_update":
+                hist.psa_updates.append(r)
             else:
                 yield r
 
@@ -445,6 +448,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         plan = build_plan(process, cvars, dates, at)
     except planlib.PlanError as exc:
         raise UsageError(f"cannot plan client {args.client}: {exc}") from None
+    if getattr(args, "psa_link", None):  # started by a PSA webhook (offboard serve): which record
+        plan["psa"] = args.psa_link
     gaps = plan_gaps(process, cvars)
     if gaps:
         raise UsageError(
@@ -595,6 +600,7 @@ def cmd_attest(args: argparse.Namespace) -> int:
         + (f" with {len(listed)} file(s)" if listed else "")
         + f"; evidence in {run_dir}"
     )
+    psa.sync_client(store, args.client)  # the PSA learns of the completed step; never blocks
     return EXIT_OK
 
 
@@ -685,6 +691,8 @@ def _already_sent(ctx: Context) -> set[tuple[str, str, str]]:
 
 def remind_client(args: argparse.Namespace, client: str, ch: notify.Channels) -> int:
     ctx, store = _context(args, client)
+    if not args.dry_run:  # the daily run also tells the PSA of steps completed from run evidence
+        psa.sync_client(store, client)
     states = step_states(ctx)
     day = ctx.today.isoformat()
     sent = _already_sent(ctx)
