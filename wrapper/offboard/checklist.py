@@ -27,11 +27,13 @@ import yaml
 
 from offboard import inventory, ledger, manifest, notify, paths, psa
 from offboard import plan as planlib
+from offboard import team as teamlib
 from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, UsageError
 from offboard.evidence import RECORDS, STATUS_COMPLETE, EvidenceStore, RunMetadata, operator, write_metadata
 from offboard.fsutil import locked, open_private
 from offboard.inventory import InventoryError
 from offboard.progress import table
+from offboard.team import Person
 
 CHECKLIST_LOCK = ".checklist.lock"
 PLAN_FILE = "plan.json"
@@ -47,31 +49,20 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_multi_constructor("!", lambda loader, suffix, node: f"<{suffix} value>")
 
 
-@dataclass(frozen=True)
-class Person:
-    role: str
-    name: str
-    email: str
-    manager_role: str = ""
-
-
 @dataclass
 class ClientVars:
     client: str
     values: dict[str, Any]
 
     @property
+    def members(self) -> dict[str, list[Person]]:
+        """Every person of every owner role, primary first (offboard.team)."""
+        return teamlib.parse_team(self.values.get("offboard_team"))
+
+    @property
     def team(self) -> dict[str, Person]:
-        out = {}
-        for role, data in (self.values.get("offboard_team") or {}).items():
-            data = data or {}
-            out[str(role)] = Person(
-                str(role),
-                str(data.get("name") or ""),
-                str(data.get("email") or ""),
-                str(data.get("manager") or ""),
-            )
-        return out
+        """The primary person of each role: assignee, reminded, escalated from."""
+        return {role: people[0] for role, people in self.members.items() if people}
 
     @property
     def recipient(self) -> dict[str, Any]:
@@ -330,7 +321,7 @@ def step_states(ctx: Context) -> list[StepState]:
                 if step.completion == "automated" and not view.outstanding and not view.missing:
                     st.done, st.done_at = True, view.last_at
         if step.completion == "notified":
-            people = {p.email.lower() for p in ctx.cvars.team.values() if p.email}
+            people = {p.email.lower() for p in teamlib.everyone(ctx.cvars.members) if p.email}
             told = {
                 (n.get("to_email") or "").lower()
                 for n in ctx.hist.notifications
@@ -404,6 +395,9 @@ def build_plan(
                 "manager_role": person.manager_role if person else "",
                 "manager_name": manager.name if manager else "",
                 "manager_email": manager.email if manager else "",
+                "deputies": [
+                    {"name": d.name, "email": d.email} for d in cvars.members.get(step.owner, [])[1:]
+                ],
                 "due": sched.due[step.id].isoformat(),
                 "completion": step.completion,
                 "after": list(step.after),
@@ -435,6 +429,9 @@ def plan_gaps(process: planlib.Process, cvars: ClientVars) -> list[str]:
             gaps.append(
                 f"role {step.owner} (step {step.id}) has no person with name and email in offboard_team"
             )
+        for deputy in cvars.members.get(step.owner, [])[1:]:
+            if not deputy.name or not deputy.email:
+                gaps.append(f"role {step.owner}: a deputy in offboard_team has no name and email")
     return list(dict.fromkeys(gaps))
 
 
@@ -527,7 +524,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # --- attest ---------------------------------------------------------------------------------------
 def find_person(cvars: ClientVars, who: str) -> Person:
     key = who.strip().lower()
-    people = list(cvars.team.values())
+    people = teamlib.everyone(cvars.members)
     rec = cvars.recipient
     if rec.get("name"):
         people.append(Person("handover_recipient", str(rec["name"]), str(rec.get("email") or "")))
@@ -610,11 +607,19 @@ def notices(ctx: Context, states: list[StepState]) -> list[planlib.Notice]:
     planned = {s["id"]: s for s in (ctx.hist.plan or {}).get("steps", [])}
     out: list[planlib.Notice] = []
     # Kick-off (step 1.2): everyone on the account learns the timeline and their own tasks.
-    for person in ctx.cvars.team.values():
+    members = ctx.cvars.members
+    for person in teamlib.everyone(members):
         if not person.email:
             continue
-        mine = [s for s in states if s.email.lower() == person.email.lower()]
-        lines = "\n".join(f"  {s.id} {s.title}: due {s.due}" for s in mine) or "  (none: you are informed)"
+        email = person.email.lower()
+        deputy_of = {r for r, ps in members.items() if any(p.email.lower() == email for p in ps[1:])}
+        mine = [s for s in states if s.email.lower() == email or s.role in deputy_of]
+        lines = "\n".join(
+            f"  {s.id} {s.title}: due {s.due}"
+            + (f" (deputy for {s.owner})" if s.email.lower() != email else "")
+            for s in mine
+        )
+        lines = lines or "  (none: you are informed)"
         out.append(
             planlib.Notice(
                 "kickoff",
