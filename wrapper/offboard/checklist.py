@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from offboard import inventory, ledger, manifest, notify, paths, psa
+from offboard import inventory, ledger, manifest, notify, paths, psa, waiting
 from offboard import plan as planlib
 from offboard import team as teamlib
 from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, UsageError
@@ -219,11 +219,19 @@ class StepState:
     evidence: str = ""
     contradiction: str = ""
     blocked_by: list[str] = field(default_factory=list)
+    waiting_until: str = ""  # ISO date: a guard holds the step back until then (offboard.waiting)
+
+    @property
+    def effective_due(self) -> dt.date:
+        """The planned due date, or the dated follow-up of a step waiting for a guard's date."""
+        return dt.date.fromisoformat(self.waiting_until) if self.waiting_until else self.due
 
     def status(self, today: dt.date) -> str:
         if self.done:
             return "done"
-        late = (today - self.due).days
+        if self.waiting_until and today < self.effective_due:
+            return f"waiting until {self.waiting_until}"
+        late = (today - self.effective_due).days
         if late > 0:
             return f"overdue {late}d"
         return "due today" if late == 0 else "open"
@@ -333,6 +341,14 @@ def step_states(ctx: Context) -> list[StepState]:
                 st.done_at = max(
                     n["recorded_at"] for n in ctx.hist.notifications if n.get("notice_kind") == "kickoff"
                 )
+        if step.waits_for and not st.done:
+            until = waiting.waiting_until(
+                step, ctx.hist.ledger or ledger.Ledger(ctx.client), ctx.hosts, ctx.cvars.values
+            )
+            if until:
+                st.waiting_until = until.isoformat()
+                note = f"refused by a guard until {until} ({step.waits_for[0]}): follow-up then"
+                st.evidence = "; ".join(x for x in (st.evidence, note) if x)
         if step.requires == "replacement_coverage_confirmed" and not _coverage_confirmed(ctx.cvars):
             st.evidence = "; ".join(x for x in (st.evidence, "replacement coverage not confirmed yet") if x)
         if att and not st.done and not st.contradiction:
@@ -636,15 +652,17 @@ def notices(ctx: Context, states: list[StepState]) -> list[planlib.Notice]:
         if s.done:
             continue
         step = ctx.process.step(s.id)
-        kinds = planlib.reminder_kinds(s.due, ctx.today, step.remind_on_due)
-        late = planlib.days_overdue(s.due, ctx.today)
+        due = s.effective_due  # a step waiting for a guard's date is followed up on that date
+        kinds = planlib.reminder_kinds(due, ctx.today, step.remind_on_due or bool(s.waiting_until))
+        late = planlib.days_overdue(due, ctx.today)
         how = (
             f"It completes from the run evidence: `offboard retry {ctx.client}`."
             if step.completion == "automated"
             else f"When done: offboard attest {ctx.client} {s.id} --by '{s.owner}' --note ... --attach FILE"
         )
         body = (
-            f"Step {s.id} {s.title} of client {ctx.client} was due {s.due}"
+            f"Step {s.id} {s.title} of client {ctx.client} was due {due}"
+            f"{f' (follow-up: a guard held it until {s.waiting_until})' if s.waiting_until else ''}"
             f"{f' ({late} day(s) overdue)' if late > 0 else ' (due today)'}.\n"
             f"Done when: {step.done_when}\n{('Status: ' + s.evidence + chr(10)) if s.evidence else ''}{how}\n"
         )
@@ -708,7 +726,7 @@ def remind_client(args: argparse.Namespace, client: str, ch: notify.Channels) ->
             continue
         sent.add(key)  # one message per step, person and day, also within this run
         todo.append(n)
-    overdue = [s for s in states if not s.done and s.due < ctx.today]
+    overdue = [s for s in states if not s.done and s.effective_due < ctx.today]
     if not todo:
         print(f"{client}: nothing to send today ({len(overdue)} step(s) overdue)")
         return EXIT_PENDING if overdue else EXIT_OK
