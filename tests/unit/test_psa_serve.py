@@ -342,6 +342,11 @@ def test_bad_calls_get_a_4xx_a_log_line_and_start_nothing(env, receiver, stand_i
         post(f"{receiver}/psa/halopsa", json.dumps(halo).encode(), {"Authorization": "Basic %%%"})[0] == 401
     )
     assert post(f"{receiver}/psa/halopsa", json.dumps(halo).encode(), {})[0] == 401
+    assert post(f"{receiver}/psa/halopsa", b"{not json", {})[0] == 401  # authenticated before it is read
+    right = "Basic " + base64.b64encode(f"offboard:{HALO_SECRET}".encode()).decode()
+    assert post(f"{receiver}/psa/halopsa", b"{not json", {"Authorization": right})[0] == 400
+    no_id = {k: v for k, v in halo.items() if k != "delivery_id"}
+    assert post(f"{receiver}/psa/halopsa", json.dumps(no_id).encode(), {"Authorization": right})[0] == 400
 
     assert _plans(env) == []
     refused = [r for r in caplog.records if r.levelno >= logging.WARNING]

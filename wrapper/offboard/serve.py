@@ -46,13 +46,15 @@ class Receiver:
         cfg = self.configs.get(name)
         if cfg is None:
             raise psa.PsaError(404, f"no PSA named {name!r} (known: {', '.join(sorted(self.configs))})")
-        payload: Any = None
+        needs_payload = cfg.auth["scheme"] == "connectwise_signature"  # its key URL is in the body
+        if not needs_payload:
+            psa.authenticate(cfg, headers, body, None)  # nothing of an unauthenticated body is read
         try:
-            payload = json.loads(body)
+            payload: Any = json.loads(body)
         except ValueError:
-            # Signature schemes that need the payload (the key URL) cannot even start: refuse as malformed.
             raise psa.PsaError(400, "body is not JSON") from None
-        psa.authenticate(cfg, headers, body, payload)
+        if needs_payload:
+            psa.authenticate(cfg, headers, body, payload)
         delivery = psa.read_delivery(cfg, payload)
         tag = f"delivery {delivery.delivery_id}"
         with self.lock:
