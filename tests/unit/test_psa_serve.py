@@ -416,3 +416,62 @@ def test_completed_step_posts_a_connectwise_note_retried_with_backoff_and_record
     out = capsys.readouterr()
     for secret in SECRETS:
         assert secret not in _all_text(env) and secret not in out.out + out.err
+
+
+def test_another_psa_is_a_yaml_file_with_its_own_fields_and_signature(env, tmp_path, monkeypatch):
+    conf = tmp_path / "psa"
+    conf.mkdir()
+    (conf / "mypsa.yml").write_text(
+        "---\nname: mypsa\n"
+        "auth: {scheme: hmac_sha256, header: X-Signature, prefix: 'sha256=', secret_env: MYPSA_SECRET}\n"
+        "fields: {delivery_id: event.id, company_id: data.account.id, status: data.account.lifecycle}\n"
+        "match: {event.type: [account.updated]}\n"
+        "offboarding_status: Leaving\nclient_key: account_id\n"
+    )
+    monkeypatch.setenv("MYPSA_SECRET", "mypsa-secret-canary")
+    server = serve.make_server(EvidenceStore(env), "127.0.0.1", 0, extra=conf)
+    url = _thread(server)
+    try:
+
+        def send(body: dict, secret: str = "mypsa-secret-canary") -> int:
+            raw = json.dumps(body).encode()
+            sig = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+            return post(f"{url}/psa/mypsa", raw, {"X-Signature": sig})[0]
+
+        event = {
+            "event": {"id": "e1", "type": "account.updated"},
+            "data": {"account": {"id": 7, "lifecycle": "Leaving"}},
+        }
+        assert send(event, secret="wrong") == 401
+        assert send({**event, "event": {"id": "e2", "type": "account.created"}}) == 202
+        assert send(event) == 422  # authentic and readable; no inventory maps mypsa account 7
+        monkeypatch.setenv("OFFBOARD_PSA_CONFIG_DIR", str(conf))  # the same file serves `psa-sync` too
+        from offboard import psa
+
+        assert sorted(psa.load_configs()) == ["connectwise", "halopsa", "mypsa"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _plans(env) == []
+
+
+@pytest.mark.parametrize(
+    "key_url",
+    [
+        "https://api-na.myconnectwise.net.evil.test/v4_6_release/system/callbackkey/x",  # host suffix
+        "https://user:pw@api-na.myconnectwise.net/v4_6_release/x",  # credentials in the URL
+        "https://api-na.myconnectwise.net:444/v4_6_release/x",  # another port
+        "http://api-na.myconnectwise.net/v4_6_release/x",  # downgraded scheme
+        "https://api-na.myconnectwise.net/x#frag",
+        "file:///etc/passwd",
+    ],
+)
+def test_connectwise_key_urls_outside_the_trusted_prefixes_are_never_fetched(key_url):
+    from offboard import psa
+
+    cfg = psa.load_configs()["connectwise"]
+    assert not psa._key_url_allowed(key_url, psa.trusted_key_urls(cfg))
+    assert psa._key_url_allowed(
+        "https://api-na.myconnectwise.net/v4_6_release/system/callbackkey/index.rails?id=1",
+        psa.trusted_key_urls(cfg),
+    )
