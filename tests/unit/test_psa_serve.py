@@ -475,3 +475,28 @@ def test_connectwise_key_urls_outside_the_trusted_prefixes_are_never_fetched(key
         "https://api-na.myconnectwise.net/v4_6_release/system/callbackkey/index.rails?id=1",
         psa.trusted_key_urls(cfg),
     )
+
+
+def test_a_step_completed_by_run_evidence_is_posted_with_its_evidence(env, receiver, stand_in, monkeypatch):
+    from offboard import checklist
+
+    url, rec = stand_in
+    _api_env(monkeypatch, url)
+    assert post_cw(receiver, cw_callback(url, "msg-30"))[0] == 201
+    # An agents run that removed the RMM agent everywhere (as `offboard run` records it).
+    hosts = checklist._hosts("lab", Path(__file__).resolve().parents[2])
+    run = "2026-11-09T10:00:00Z"
+    records = [{"kind": "phase_start", "phase": "agents", "hosts": hosts, "recorded_at": run}]
+    for host in hosts:
+        records.append({"kind": "item", "phase": "agents", "host": host, "component": "rmm_agent",
+                        "item": "ninjaone", "action": "removed", "recorded_at": run,
+                        "verification": {"result": "verified_absent"}})  # fmt: skip
+        records.append(
+            {"kind": "phase_end", "phase": "agents", "host": host, "outcome": "ok", "recorded_at": run}
+        )
+    checklist.write_checklist_run(EvidenceStore(env), "lab", "run", records)
+    monkeypatch.setenv("OFFBOARD_NOW", "2026-11-09T11:00:00Z")
+    assert cli.main(["psa-sync", "lab"]) == 0
+    notes = {n["text"].split(", step ")[1][:3]: n["text"] for n in rec.calls if n["kind"] == "cw_note"}
+    assert f"({len(hosts)}/{len(hosts)} devices clean)" in notes["3.1"]
+    assert rec.bad == []

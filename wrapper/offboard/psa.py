@@ -577,6 +577,8 @@ def sync_client(
 
     try:
         configs = load_configs(extra)
+        if not any(api_configured(c) for c in configs.values()):
+            return []  # no PSA API to talk to: nothing to read (runs and reminders stay as fast as before)
         project = checklist._project()
         cvars = checklist.load_client_vars(client, project)
         hist = checklist.read_history(store, client)
