@@ -4,6 +4,7 @@ and automated steps completing from the ledger (controlled clock, no I/O beyond 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,29 @@ def test_manual_step_completes_by_attestation(process):
     }
     st = _states(process, [], [], [att])["1.1"]
     assert st.done and st.evidence == "attested by Alex Account 2026-11-03T09:00:00Z, 1 file(s)"
+
+
+def _components_roles_record() -> set[str]:
+    """Every evidence component some role or plugin records (`component:` literal or in its template)."""
+    found: set[str] = set()
+    files = [*(ROOT / "roles").rglob("*.yml"), *(ROOT / "plugins").rglob("*.py")]
+    for path in files:
+        lines = path.read_text(errors="replace").splitlines()
+        for i, line in enumerate(lines):
+            if "component" not in line:
+                continue
+            chunk = " ".join(lines[i : i + 2])
+            found.update(re.findall(r"component['\"]?\s*[:=]\s*['\"]?([a-z_]+)", chunk))
+            if "{{" in line:
+                found.update(re.findall(r"'([a-z_]+)'", chunk))
+    return found
+
+
+def test_every_evidence_component_of_the_process_is_recorded_by_some_role(process):
+    produced = _components_roles_record()
+    for step in process.steps:
+        if step.evidence is None:
+            continue
+        missing = set(step.evidence.components) - produced
+        assert not missing, f"step {step.id}: no role records {sorted(missing)}: the step could never close"
+    assert "monitoring_agent" not in produced  # the case that was wrong: no role records it

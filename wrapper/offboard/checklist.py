@@ -25,13 +25,15 @@ from typing import Any
 
 import yaml
 
-from offboard import inventory, ledger, manifest, notify, paths
+from offboard import inventory, ledger, manifest, notify, paths, psa, waiting
 from offboard import plan as planlib
+from offboard import team as teamlib
 from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, UsageError
 from offboard.evidence import RECORDS, STATUS_COMPLETE, EvidenceStore, RunMetadata, operator, write_metadata
 from offboard.fsutil import locked, open_private
 from offboard.inventory import InventoryError
 from offboard.progress import table
+from offboard.team import Person
 
 CHECKLIST_LOCK = ".checklist.lock"
 PLAN_FILE = "plan.json"
@@ -47,31 +49,20 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_multi_constructor("!", lambda loader, suffix, node: f"<{suffix} value>")
 
 
-@dataclass(frozen=True)
-class Person:
-    role: str
-    name: str
-    email: str
-    manager_role: str = ""
-
-
 @dataclass
 class ClientVars:
     client: str
     values: dict[str, Any]
 
     @property
+    def members(self) -> dict[str, list[Person]]:
+        """Every person of every owner role, primary first (offboard.team)."""
+        return teamlib.parse_team(self.values.get("offboard_team"))
+
+    @property
     def team(self) -> dict[str, Person]:
-        out = {}
-        for role, data in (self.values.get("offboard_team") or {}).items():
-            data = data or {}
-            out[str(role)] = Person(
-                str(role),
-                str(data.get("name") or ""),
-                str(data.get("email") or ""),
-                str(data.get("manager") or ""),
-            )
-        return out
+        """The primary person of each role: assignee, reminded, escalated from."""
+        return {role: people[0] for role, people in self.members.items() if people}
 
     @property
     def recipient(self) -> dict[str, Any]:
@@ -184,6 +175,7 @@ class History:
     plan_run: str = ""
     attestations: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    psa_updates: list[dict[str, Any]] = field(default_factory=list)  # status posted back to the PSA
     ledger: ledger.Ledger | None = None
 
 
@@ -197,11 +189,13 @@ def read_history(store: EvidenceStore, client: str) -> History:
             kind = r.get("kind")
             if kind == "plan":
                 hist.plan, hist.plan_run = r.get("plan"), r.get("run_id", "")
-                hist.attestations, hist.notifications = [], []  # a new plan starts over
+                hist.attestations, hist.notifications, hist.psa_updates = [], [], []  # a new plan starts over
             elif kind == "attestation":
                 hist.attestations.append(r)
             elif kind == "notification":
                 hist.notifications.append(r)
+            elif kind == "psa_update":
+                hist.psa_updates.append(r)
             else:
                 yield r
 
@@ -225,11 +219,19 @@ class StepState:
     evidence: str = ""
     contradiction: str = ""
     blocked_by: list[str] = field(default_factory=list)
+    waiting_until: str = ""  # ISO date: a guard holds the step back until then (offboard.waiting)
+
+    @property
+    def effective_due(self) -> dt.date:
+        """The planned due date, or the dated follow-up of a step waiting for a guard's date."""
+        return dt.date.fromisoformat(self.waiting_until) if self.waiting_until else self.due
 
     def status(self, today: dt.date) -> str:
         if self.done:
             return "done"
-        late = (today - self.due).days
+        if self.waiting_until and today < self.effective_due:
+            return f"waiting until {self.waiting_until}"
+        late = (today - self.effective_due).days
         if late > 0:
             return f"overdue {late}d"
         return "due today" if late == 0 else "open"
@@ -327,7 +329,7 @@ def step_states(ctx: Context) -> list[StepState]:
                 if step.completion == "automated" and not view.outstanding and not view.missing:
                     st.done, st.done_at = True, view.last_at
         if step.completion == "notified":
-            people = {p.email.lower() for p in ctx.cvars.team.values() if p.email}
+            people = {p.email.lower() for p in teamlib.everyone(ctx.cvars.members) if p.email}
             told = {
                 (n.get("to_email") or "").lower()
                 for n in ctx.hist.notifications
@@ -339,6 +341,14 @@ def step_states(ctx: Context) -> list[StepState]:
                 st.done_at = max(
                     n["recorded_at"] for n in ctx.hist.notifications if n.get("notice_kind") == "kickoff"
                 )
+        if step.waits_for and not st.done:
+            until = waiting.waiting_until(
+                step, ctx.hist.ledger or ledger.Ledger(ctx.client), ctx.hosts, ctx.cvars.values
+            )
+            if until:
+                st.waiting_until = until.isoformat()
+                note = f"refused by a guard until {until} ({step.waits_for[0]}): follow-up then"
+                st.evidence = "; ".join(x for x in (st.evidence, note) if x)
         if step.requires == "replacement_coverage_confirmed" and not _coverage_confirmed(ctx.cvars):
             st.evidence = "; ".join(x for x in (st.evidence, "replacement coverage not confirmed yet") if x)
         if att and not st.done and not st.contradiction:
@@ -401,6 +411,9 @@ def build_plan(
                 "manager_role": person.manager_role if person else "",
                 "manager_name": manager.name if manager else "",
                 "manager_email": manager.email if manager else "",
+                "deputies": [
+                    {"name": d.name, "email": d.email} for d in cvars.members.get(step.owner, [])[1:]
+                ],
                 "due": sched.due[step.id].isoformat(),
                 "completion": step.completion,
                 "after": list(step.after),
@@ -432,6 +445,9 @@ def plan_gaps(process: planlib.Process, cvars: ClientVars) -> list[str]:
             gaps.append(
                 f"role {step.owner} (step {step.id}) has no person with name and email in offboard_team"
             )
+        for deputy in cvars.members.get(step.owner, [])[1:]:
+            if not deputy.name or not deputy.email:
+                gaps.append(f"role {step.owner}: a deputy in offboard_team has no name and email")
     return list(dict.fromkeys(gaps))
 
 
@@ -445,6 +461,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         plan = build_plan(process, cvars, dates, at)
     except planlib.PlanError as exc:
         raise UsageError(f"cannot plan client {args.client}: {exc}") from None
+    if getattr(args, "psa_link", None):  # started by a PSA webhook (offboard serve): which record
+        plan["psa"] = args.psa_link
     gaps = plan_gaps(process, cvars)
     if gaps:
         raise UsageError(
@@ -522,7 +540,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # --- attest ---------------------------------------------------------------------------------------
 def find_person(cvars: ClientVars, who: str) -> Person:
     key = who.strip().lower()
-    people = list(cvars.team.values())
+    people = teamlib.everyone(cvars.members)
     rec = cvars.recipient
     if rec.get("name"):
         people.append(Person("handover_recipient", str(rec["name"]), str(rec.get("email") or "")))
@@ -595,6 +613,7 @@ def cmd_attest(args: argparse.Namespace) -> int:
         + (f" with {len(listed)} file(s)" if listed else "")
         + f"; evidence in {run_dir}"
     )
+    psa.sync_client(store, args.client)  # the PSA learns of the completed step; never blocks
     return EXIT_OK
 
 
@@ -604,11 +623,19 @@ def notices(ctx: Context, states: list[StepState]) -> list[planlib.Notice]:
     planned = {s["id"]: s for s in (ctx.hist.plan or {}).get("steps", [])}
     out: list[planlib.Notice] = []
     # Kick-off (step 1.2): everyone on the account learns the timeline and their own tasks.
-    for person in ctx.cvars.team.values():
+    members = ctx.cvars.members
+    for person in teamlib.everyone(members):
         if not person.email:
             continue
-        mine = [s for s in states if s.email.lower() == person.email.lower()]
-        lines = "\n".join(f"  {s.id} {s.title}: due {s.due}" for s in mine) or "  (none: you are informed)"
+        email = person.email.lower()
+        deputy_of = {r for r, ps in members.items() if any(p.email.lower() == email for p in ps[1:])}
+        mine = [s for s in states if s.email.lower() == email or s.role in deputy_of]
+        lines = "\n".join(
+            f"  {s.id} {s.title}: due {s.due}"
+            + (f" (deputy for {s.owner})" if s.email.lower() != email else "")
+            for s in mine
+        )
+        lines = lines or "  (none: you are informed)"
         out.append(
             planlib.Notice(
                 "kickoff",
@@ -625,15 +652,17 @@ def notices(ctx: Context, states: list[StepState]) -> list[planlib.Notice]:
         if s.done:
             continue
         step = ctx.process.step(s.id)
-        kinds = planlib.reminder_kinds(s.due, ctx.today, step.remind_on_due)
-        late = planlib.days_overdue(s.due, ctx.today)
+        due = s.effective_due  # a step waiting for a guard's date is followed up on that date
+        kinds = planlib.reminder_kinds(due, ctx.today, step.remind_on_due or bool(s.waiting_until))
+        late = planlib.days_overdue(due, ctx.today)
         how = (
             f"It completes from the run evidence: `offboard retry {ctx.client}`."
             if step.completion == "automated"
             else f"When done: offboard attest {ctx.client} {s.id} --by '{s.owner}' --note ... --attach FILE"
         )
         body = (
-            f"Step {s.id} {s.title} of client {ctx.client} was due {s.due}"
+            f"Step {s.id} {s.title} of client {ctx.client} was due {due}"
+            f"{f' (follow-up: a guard held it until {s.waiting_until})' if s.waiting_until else ''}"
             f"{f' ({late} day(s) overdue)' if late > 0 else ' (due today)'}.\n"
             f"Done when: {step.done_when}\n{('Status: ' + s.evidence + chr(10)) if s.evidence else ''}{how}\n"
         )
@@ -685,6 +714,8 @@ def _already_sent(ctx: Context) -> set[tuple[str, str, str]]:
 
 def remind_client(args: argparse.Namespace, client: str, ch: notify.Channels) -> int:
     ctx, store = _context(args, client)
+    if not args.dry_run:  # the daily run also tells the PSA of steps completed from run evidence
+        psa.sync_client(store, client)
     states = step_states(ctx)
     day = ctx.today.isoformat()
     sent = _already_sent(ctx)
@@ -695,7 +726,7 @@ def remind_client(args: argparse.Namespace, client: str, ch: notify.Channels) ->
             continue
         sent.add(key)  # one message per step, person and day, also within this run
         todo.append(n)
-    overdue = [s for s in states if not s.done and s.due < ctx.today]
+    overdue = [s for s in states if not s.done and s.effective_due < ctx.today]
     if not todo:
         print(f"{client}: nothing to send today ({len(overdue)} step(s) overdue)")
         return EXIT_PENDING if overdue else EXIT_OK

@@ -9,7 +9,7 @@ import socket
 import sys
 from pathlib import Path
 
-from offboard import inventory, ledger, manifest, paths, reach, runner
+from offboard import inventory, ledger, manifest, paths, psa, reach, runner
 from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, UsageError
 from offboard.evidence import EvidenceStore, active_runs
 from offboard.inventory import ClientInventory, InventoryError
@@ -213,6 +213,7 @@ def _report_run(result: runner.RunResult, store: EvidenceStore, client: str) -> 
         return EXIT_PENDING if outcomes & {"unreachable"} else EXIT_OK
     if meta.runner_rc not in (None, 0, 2, 4):
         return EXIT_ERROR  # the playbook itself errored (guard refusal, syntax): not a per-host outcome
+    psa.sync_client(store, client)  # steps this run completed reach the PSA (docs/psa.md); never blocks
     folded = _ledger(store, client)
     return folded.exit_code(hosts=set(meta.hosts))
 
@@ -335,6 +336,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             print(f"run {result.run_id}: {result.metadata.status}; evidence in {result.run_dir}")
             if not result.metadata.complete:
                 return EXIT_ERROR
+    psa.sync_client(store, args.client)  # steps the retries completed reach the PSA; never blocks
     folded = _ledger(store, args.client)
     pending = folded.pending()
     if pending:

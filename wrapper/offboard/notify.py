@@ -1,4 +1,4 @@
-"""Delivery of checklist messages: e-mail over SMTP and a Teams/Slack-compatible webhook.
+"""Delivery of checklist messages: e-mail over SMTP and a chat webhook (Teams Adaptive Card, Slack text).
 
 Configuration, environment first, then the client inventory's `offboard_notify` mapping:
   OFFBOARD_SMTP_HOST / smtp_host          SMTP server (no e-mail without it)
@@ -7,6 +7,10 @@ Configuration, environment first, then the client inventory's `offboard_notify` 
   OFFBOARD_SMTP_STARTTLS / smtp_starttls  "1"/true to upgrade with STARTTLS
   OFFBOARD_SMTP_USER, OFFBOARD_SMTP_PASSWORD   login (environment only: the password is a secret)
   OFFBOARD_WEBHOOK_URL / webhook_url      incoming-webhook URL (Slack, Teams, Mattermost, ...)
+  OFFBOARD_WEBHOOK_FORMAT / webhook_format  auto (default) | teams | text: Teams Workflows (Power
+                                          Automate "when a Teams webhook request is received") accept only
+                                          an Adaptive Card message; auto picks it for Teams/Power Automate
+                                          hosts, else the Slack-compatible {"text"} body
 A webhook URL usually embeds its token: it is never printed nor recorded, only "webhook".
 """
 
@@ -18,6 +22,7 @@ import smtplib
 import socket
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +42,7 @@ class Channels:
     smtp_user: str = ""
     smtp_password: str = field(default="", repr=False)
     webhook_url: str = field(default="", repr=False)
+    webhook_format: str = "auto"
 
     @property
     def names(self) -> list[str]:
@@ -66,6 +72,7 @@ def channels(inventory_notify: Mapping[str, Any] | None = None) -> Channels:
         smtp_user=env.get("OFFBOARD_SMTP_USER", ""),
         smtp_password=env.get("OFFBOARD_SMTP_PASSWORD", ""),
         webhook_url=str(pick("OFFBOARD_WEBHOOK_URL", "webhook_url")),
+        webhook_format=str(pick("OFFBOARD_WEBHOOK_FORMAT", "webhook_format", "auto")).strip().lower(),
     )
 
 
@@ -105,14 +112,47 @@ def send_email(ch: Channels, msg: Outgoing) -> str:
     return message_id
 
 
-def webhook_body(msg: Outgoing) -> dict[str, Any]:
-    """A body both Slack incoming webhooks and Teams connectors accept: `text` (+ Teams `title`)."""
+# Hosts of Teams Workflows (Power Automate) and the retired Office 365 connectors: Adaptive Cards only.
+_TEAMS_HOSTS = (".logic.azure.com", ".powerautomate.com", ".powerplatform.com", ".webhook.office.com")
+
+
+def webhook_format(ch: Channels) -> str:
+    """teams | text: explicit when configured, else by the webhook URL's host."""
+    if ch.webhook_format in ("teams", "text"):
+        return ch.webhook_format
+    host = (urllib.parse.urlsplit(ch.webhook_url).hostname or "").lower()
+    return "teams" if host.endswith(_TEAMS_HOSTS) or host == "flow.microsoft.com" else "text"
+
+
+def adaptive_card(msg: Outgoing) -> dict[str, Any]:
+    """The message as Teams Workflows take it: a `message` with one Adaptive Card attachment."""
+    card = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {"type": "TextBlock", "text": msg.subject, "weight": "Bolder", "size": "Medium", "wrap": True},
+            {"type": "TextBlock", "text": msg.body, "wrap": True},
+        ],
+    }
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+        ],
+    }
+
+
+def webhook_body(msg: Outgoing, fmt: str = "text") -> dict[str, Any]:
+    """Teams: an Adaptive Card message. Otherwise a body Slack/Mattermost webhooks accept: `text`."""
+    if fmt == "teams":
+        return adaptive_card(msg)
     return {"text": f"*{msg.subject}*\n{msg.body}", "title": msg.subject}
 
 
 def send_webhook(ch: Channels, msg: Outgoing) -> int:
     """POST the message to the webhook; returns the HTTP status."""
-    data = json.dumps(webhook_body(msg)).encode()
+    data = json.dumps(webhook_body(msg, webhook_format(ch))).encode()
     request = urllib.request.Request(
         ch.webhook_url, data=data, headers={"Content-Type": "application/json"}, method="POST"
     )

@@ -54,6 +54,7 @@ class StepDef:
     after_done: tuple[str, int] | None = None  # (step, days) for due == after_done
     requires: str = ""
     remind_on_due: bool = False
+    waits_for: tuple[str, int] | None = None  # (inventory date path, days after): a guard's known date
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def load_process(path: Path | None = None) -> Process:
             after_done = (str(ad["step"]), int(ad["days"]))
             due = "after_done"
         ev = s.get("evidence")
+        wf = s.get("waits_for")
         steps.append(
             StepDef(
                 id=str(s["id"]),
@@ -107,6 +109,7 @@ def load_process(path: Path | None = None) -> Process:
                 after_done=after_done,
                 requires=str(s.get("requires", "")),
                 remind_on_due=bool(s.get("remind_on_due", False)),
+                waits_for=(str(wf["date"]), int(wf.get("days_after", 0))) if wf else None,
             )
         )
     process = Process(phases, steps)
@@ -125,6 +128,10 @@ def _check(process: Process, path: Path) -> None:
             raise PlanError(f"{path}: step {s.id}: completion must be one of {', '.join(COMPLETIONS)}")
         if s.completion == "automated" and not s.evidence:
             raise PlanError(f"{path}: automated step {s.id} needs evidence (phase, components)")
+        if s.waits_for and not s.evidence:
+            raise PlanError(
+                f"{path}: step {s.id} waits_for a guard's date but has no evidence to show the guard"
+            )
         for dep in [*s.after, *([s.after_done[0]] if s.after_done else [])]:
             if dep not in ids:
                 raise PlanError(f"{path}: step {s.id} depends on unknown step {dep}")
