@@ -212,7 +212,8 @@ class ActionModule(ActionBase):
         timeout = int(args.get("timeout") or 300)
         extra = dict(args.get("before_extra") or {})
         records: list[dict[str, Any]] = []
-        facts_out = {"os": os_key}
+        # Which products have a code (never the codes): what the guard and the removal will see.
+        facts_out = {"os": os_key, "codes_for": sorted(secrets)}
 
         for item in items:
             if not item.get("supported"):
@@ -249,9 +250,10 @@ class ActionModule(ActionBase):
 
         refusals: dict[str, str] = {}
         if args.get("refusal") or args.get("require_secrets"):
-            refusals = _guards.security_refusals(
-                found_items, str(args.get("refusal") or ""), secrets, supported
-            )
+            # Linux/macOS discovery names the one uninstaller it would run (needs_secret); on Windows the
+            # module chooses on the host, so any catalog step taking {secret} counts (specs).
+            specs = supported if os_key == "windows" else None
+            refusals = _guards.security_refusals(found_items, str(args.get("refusal") or ""), secrets, specs)
 
         changed = False
         failed: list[str] = []
