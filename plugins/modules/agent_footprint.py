@@ -689,7 +689,10 @@ def forced(module, host, footprint):
     refused = []
     units = [s for s in footprint["services"]]
     if units and shutil.which("systemctl"):
-        host.run(["systemctl", "disable", "--now", "--", *[u["name"] for u in units]], timeout=60)
+        rc, _, _ = host.run(["systemctl", "disable", "--now", "--", *[u["name"] for u in units]], timeout=60)
+        if rc != 0:  # one unit systemd cannot disable must not keep the others running
+            for unit in units:
+                host.run(["systemctl", "disable", "--now", "--", unit["name"]], timeout=60)
         done.append(f"stopped and disabled {', '.join(u['name'] for u in units)}")
     for entry in footprint["startup"]:
         if entry["kind"] == "launchd" and shutil.which("launchctl"):

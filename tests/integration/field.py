@@ -160,6 +160,17 @@ def plant_steps() -> dict[str, list[str]]:
         "dpkg-deb --build /tmp/ninja /tmp/ninja.deb >/dev/null",
         "dpkg -i /tmp/ninja.deb >/dev/null && rm -rf /tmp/ninja /tmp/ninja.deb",
         _unit("/etc/systemd/system/ninjaone-agent.service", f"{pd}/NinjaRMMAgent infinity", "NinjaOne agent"),
+        # Datto RMM: a package under a name the catalog does not list, owning the reference's folder.
+        f"mkdir -p /tmp/datto/DEBIAN /tmp/datto{fact('datto_service')}",
+        f"cp /bin/true /tmp/datto{fact('datto_service')}/CagService",
+        _write(
+            "/tmp/datto/DEBIAN/control",
+            "Package: datto-rmm-agent\nVersion: 4.4.2\nArchitecture: all\n"
+            "Maintainer: Datto <x@invalid>\nDescription: stand-in for a repackaged Datto RMM agent\n",
+            "0644",
+        ),
+        "dpkg-deb --build /tmp/datto /tmp/datto.deb >/dev/null",
+        "dpkg -i /tmp/datto.deb >/dev/null && rm -rf /tmp/datto /tmp/datto.deb",
         # ScreenConnect: the MSP's instance and the client's own, each started from its init.d script.
         _write(f"{sc_msp}/ClientService", AGENT),
         _write(f"{sc_client}/ClientService", AGENT),
@@ -207,9 +218,10 @@ MSP_LEFT = {
             "/etc/systemd/system/ninjaone-agent.service",
             sc_dir(MSP_SC),
             f"/etc/init.d/screenconnect-{MSP_SC}",
+            fact("datto_service"),
         ],
         "units": ["ninjaone-agent.service", f"screenconnect-{MSP_SC}.service"],
-        "packages": [fact("ninja_package").lower()],
+        "packages": [fact("ninja_package").lower(), "datto-rmm-agent"],
         "process_patterns": ["NinjaRMMAgent", MSP_SC],
         "lines": {},
         "rcd": [f"screenconnect-{MSP_SC}"],

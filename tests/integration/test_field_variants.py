@@ -76,6 +76,7 @@ def test_field_variants_rehearsal_then_removal_by_evidence(field_hosts: Path):
         ("field-srv01", "tactical_rmm"),
         ("field-srv01", "datto_rmm"),
         ("field-ws01", "ninjaone"),
+        ("field-ws01", "datto_rmm"),
         ("field-ws01", f"screenconnect:{field.MSP_SC}"),
         ("field-srv02", "ninjaone"),
     } <= would
@@ -115,10 +116,16 @@ def test_field_variants_rehearsal_then_removal_by_evidence(field_hosts: Path):
     assert any(d["kind"] == "startup" and d["name"] == "/etc/rc.local" for d in datto["before"]["derived"])
     ninja = records[("field-ws01", "ninjaone")]
     assert ninja["action"] == "removed" and ninja["after"]["method"] == "forced"
+    # The reference's package name (the catalog agrees since issue 13), a unit under another name.
+    assert ninja["before"]["packages"] == ["ninjarmmagent"]
     derived = {(d["kind"], d["name"]): d["derived_from"] for d in ninja["before"]["derived"]}
-    assert derived[("packages", "ninjarmmagent")] == f"owns {field.fact('ninja_dir')}"
     assert derived[("services", "ninjaone-agent.service")].startswith("ExecStart=/opt/NinjaRMMAgent/")
     assert [a["method"] for a in ninja["after"]["attempts"]] == ["package_manager", "forced"]
+    # A package the catalog does not name, found because it owns the vendor's folder: purged.
+    datto_ws = records[("field-ws01", "datto_rmm")]
+    assert datto_ws["action"] == "removed" and datto_ws["after"]["method"] == "package_manager"
+    derived = {(d["kind"], d["name"]): d["derived_from"] for d in datto_ws["before"]["derived"]}
+    assert derived[("packages", "datto-rmm-agent")] == f"owns {field.fact('datto_service')}"
     sc = records[("field-ws01", f"screenconnect:{field.MSP_SC}")]
     assert sc["action"] == "removed"
     assert any(d["kind"] == "startup" and "init.d" in d["name"] for d in sc["before"]["derived"])
