@@ -322,6 +322,17 @@ def down(hosts: list[str]) -> None:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
 
+def evidence_env(run_dir: Path) -> dict[str, str]:
+    """Records of a run into run_dir (the evidence callback's wrapper mode): the throw-away client is not
+    a folder under inventories/, so a plain run could not tell its client."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "OFFBOARD_EVIDENCE_RUN_DIR": str(run_dir),
+        "OFFBOARD_RUN_ID": run_dir.name,
+        "OFFBOARD_CLIENT": "field",
+    }
+
+
 def write_inventory(folder: Path, hosts: list[str]) -> Path:
     """A throw-away client inventory `field` for the field hosts (not under inventories/)."""
     client = folder / "field"
@@ -339,25 +350,21 @@ def write_inventory(folder: Path, hosts: list[str]) -> Path:
             }
         )
     )
-    (client / "group_vars" / "field.yml").write_text(
-        yaml.safe_dump(
-            {
-                "offboard_client_id": "field",
-                "offboard_client_name": "Field Variants Ltd (test)",
-                "offboard_msp_name": "Departing MSP Inc.",
-                "offboard_dates": {
-                    "start": "2026-11-02",
-                    "contract_end": "2026-12-31",
-                    "access_revocation": "2026-11-20",
-                },
-                "offboard_msp_agents": [
-                    {"product": "screenconnect", "instances": [MSP_SC]},
-                    {"product": "connectwise_automate"},
-                    {"product": "tactical_rmm"},
-                    {"product": "datto_rmm"},
-                    {"product": "ninjaone"},
-                ],
-            }
-        )
+    # The lab's client facts (every role validates its inputs in every phase play), with this client's
+    # name and MSP products; no security or backup products on these machines.
+    facts = yaml.safe_load((lab_mod.project_root() / "inventories/lab/group_vars/lab.yml").read_text())
+    facts.update(
+        offboard_client_id="field",
+        offboard_client_name="Field Variants Ltd (test)",
+        offboard_msp_agents=[
+            {"product": "screenconnect", "instances": [MSP_SC]},
+            {"product": "connectwise_automate"},
+            {"product": "tactical_rmm"},
+            {"product": "datto_rmm"},
+            {"product": "ninjaone"},
+        ],
     )
+    facts.pop("offboard_security", None)
+    facts.pop("offboard_backup_terms", None)
+    (client / "group_vars" / "field.yml").write_text(yaml.safe_dump(facts))
     return client

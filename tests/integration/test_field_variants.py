@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import evidence_dir, playbook, read_records, recap
+from tests.conftest import ansible_env, playbook, read_records, recap
 from tests.integration import field
 
 pytestmark = pytest.mark.lab
@@ -63,14 +63,21 @@ def test_field_variants_rehearsal_then_removal_by_evidence(field_hosts: Path):
     assert client["processes"] and all(client["paths"].values()), client
 
     # 1. Rehearsal: nothing changes, every product found is `would_remove`.
-    check = playbook("offboard.yml", "-i", inventory, "-l", "field", "--tags", "agents", "--check")
+    check_dir = field_hosts.parent / "run-check"
+    check = playbook(
+        "offboard.yml",
+        "-i",
+        inventory,
+        "-l",
+        "field",
+        "--tags",
+        "agents",
+        "--check",
+        env=ansible_env(**field.evidence_env(check_dir)),
+    )
     assert check.returncode == 0, check.stdout[-4000:]
     assert {h: field.snapshot(h) for h in HOSTS} == planted
-    would = {
-        (r["host"], r["item"])
-        for r in read_records(evidence_dir(check.stdout))
-        if r["action"] == "would_remove"
-    }
+    would = {(r["host"], r["item"]) for r in read_records(check_dir) if r.get("action") == "would_remove"}
     assert {
         ("field-srv01", "connectwise_automate"),
         ("field-srv01", "tactical_rmm"),
@@ -82,6 +89,7 @@ def test_field_variants_rehearsal_then_removal_by_evidence(field_hosts: Path):
     } <= would
 
     # 2. The real run (uninstallers bounded to 5 s: one of them hangs).
+    real_dir = field_hosts.parent / "run-real"
     real = playbook(
         "offboard.yml",
         "-i",
@@ -92,6 +100,7 @@ def test_field_variants_rehearsal_then_removal_by_evidence(field_hosts: Path):
         "agents",
         "-e",
         "rmm_agent_removal_timeout=5",
+        env=ansible_env(**field.evidence_env(real_dir)),
     )
     totals = recap(real.stdout)
     assert totals["field-srv01"]["failed"] == 0 and totals["field-ws01"]["failed"] == 0, real.stdout[-4000:]
@@ -101,7 +110,7 @@ def test_field_variants_rehearsal_then_removal_by_evidence(field_hosts: Path):
         assert _left(host, after[host]) == [], f"{host}: MSP footprint left: {_left(host, after[host])}"
     assert _client(after["field-ws01"]) == client, "the client's own ScreenConnect instance was touched"
 
-    records = {(r["host"], r["item"]): r for r in read_records(evidence_dir(real.stdout)) if r.get("item")}
+    records = {(r["host"], r["item"]): r for r in read_records(real_dir) if r.get("item")}
     automate = records[("field-srv01", "connectwise_automate")]
     assert automate["action"] == "removed" and automate["verification"]["result"] == "verified_absent"
     assert automate["after"]["uninstaller_rc"] == 3  # the broken uninstaller's exit code, then the fallback
