@@ -41,7 +41,7 @@ options:
   timeout: {description: Upper bound in seconds for one uninstaller or package-manager call., type: int}
   secrets_var:
     description: Name of a variable holding product id -> uninstall code (read here, so that no code is
-      ever a task argument: the task needs no no_log, and its records are kept).
+      ever a task argument; the task needs no no_log, and its records are kept).
     type: str
   secret_vars: {description: Product id -> name of a variable holding that product's code., type: dict}
   remove_leftovers: {description: Delete the vendor's paths in the forced layer., type: bool}
