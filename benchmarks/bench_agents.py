@@ -112,6 +112,10 @@ def cgroup_usec(name: str) -> int:
             for line in Path(path).read_text().splitlines():
                 if line.startswith("usage_usec"):
                     return int(line.split()[1])
+    # cgroup v1 (hybrid hierarchy, as on this machine): nanoseconds in cpuacct.usage.
+    usage = Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage")
+    if usage.exists():
+        return int(usage.read_text().strip()) // 1000
     return 0
 
 
@@ -149,6 +153,7 @@ def one_run(tree: Path, inv: Path, hosts: list[str], tmp: Path, label: str) -> d
     target_cpu = sum(cgroup_usec(h) - targets_before[h] for h in hosts) / 1e6
     out = json.loads(proc.stdout[proc.stdout.index("{") :])
     executed = {h: 0 for h in hosts}
+    names: list[str] = []  # the tasks the first host executed, for the breakdown
     skipped = {h: 0 for h in hosts}
     failed = 0
     for play in out["plays"]:
@@ -162,6 +167,8 @@ def one_run(tree: Path, inv: Path, hosts: list[str], tmp: Path, label: str) -> d
                     skipped[host] += 1
                 else:
                     executed[host] += 1
+                    if host == hosts[0]:
+                        names.append(task["task"]["name"])
                     failed += bool(res.get("failed"))
     records = (
         (run_dir / "records.jsonl").read_text().splitlines() if (run_dir / "records.jsonl").exists() else []
@@ -176,6 +183,7 @@ def one_run(tree: Path, inv: Path, hosts: list[str], tmp: Path, label: str) -> d
         "skipped": max(skipped.values()),
         "failed": failed,
         "actions": actions,
+        "tasks": names,
     }
 
 
@@ -204,7 +212,10 @@ def main() -> int:
                     for label in ("old", "new") if rep % 2 == 0 else ("new", "old"):
                         res = one_run(trees[label], inv, names, tmp, f"{label}-{transport}")
                         results[label].append(res)
-                        print(f"  {transport} {label}: {json.dumps(res)}", flush=True)
+                        shown = {k: v for k, v in res.items() if k != "tasks"}
+                        print(f"  {transport} {label}: {json.dumps(shown)}", flush=True)
+                        if rep == 0:
+                            print("    executed: " + " / ".join(res["tasks"]), flush=True)
                 for label in ("old", "new"):
                     runs = results[label]
                     n = len(names)
