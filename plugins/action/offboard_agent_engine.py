@@ -255,6 +255,11 @@ class ActionModule(ActionBase):
             specs = supported if os_key == "windows" else None
             refusals = _guards.security_refusals(found_items, str(args.get("refusal") or ""), secrets, specs)
 
+        # The contract's options (items, state, timeout, secrets); remove_leftovers is agent_footprint's
+        # own, passed to win_agent_footprint only when switched off.
+        absent_args: dict[str, Any] = {"state": "absent", "timeout": timeout}
+        if os_key != "windows" or not args.get("remove_leftovers", True):
+            absent_args["remove_leftovers"] = bool(args.get("remove_leftovers", True))
         changed = False
         failed: list[str] = []
         results_out: list[dict[str, Any]] = []
@@ -293,13 +298,7 @@ class ActionModule(ActionBase):
                 )
                 removed = self._execute_module(
                     module_name=module_name,
-                    module_args={
-                        "items": [spec],
-                        "state": "absent",
-                        "timeout": timeout,
-                        "secrets": product_secrets,
-                        "remove_leftovers": bool(args.get("remove_leftovers", True)),
-                    },
+                    module_args=absent_args | {"items": [spec], "secrets": product_secrets},
                     task_vars=task_vars,
                 )
                 if removed.get("unreachable"):

@@ -137,8 +137,8 @@ def empty():
 m = AnsibleModule({"items": {"type": "list", "elements": "dict", "required": True},
                    "state": {"default": "query", "choices": ["query", "absent"]},
                    "timeout": {"type": "int", "default": 300},
-                   "secrets": {"type": "dict", "default": {}, "no_log": True},
-                   "remove_leftovers": {"type": "bool", "default": True}}, supports_check_mode=True)
+                   "secrets": {"type": "dict", "default": {}, "no_log": True}},
+                  supports_check_mode=True)  # exactly the contract's options
 path = os.environ["FAKE_WIN_HOST"]
 with open(path) as fh:
     host = json.load(fh)
