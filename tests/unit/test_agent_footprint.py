@@ -53,6 +53,6 @@ def test_a_script_run_by_a_shell_is_matched_by_its_path():
         "argv": ["/bin/sh", "/opt/NinjaRMMAgent/x"],
         "exe": "/usr/bin/dash",
     }
-    assert "/opt/NinjaRMMAgent/x" in module.Probe.program_paths(proc)
+    assert "/opt/NinjaRMMAgent/x" in module.program_paths(proc)
     assert module.within("/opt/NinjaRMMAgent/x", ["/opt/NinjaRMMAgent"])
     assert not module.within("/opt/NinjaRMMAgentOther/x", ["/opt/NinjaRMMAgent"])

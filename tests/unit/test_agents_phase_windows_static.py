@@ -1,6 +1,6 @@
 """Static checks of the agents-phase Windows paths, which cannot run here (no Windows host, no PowerShell):
 the scheduled-task scan script's parameters agree with the task file that calls it, it returns what the
-tasks read, uses no aliases, and every secret-carrying Windows step is no_log."""
+tasks read, uses no aliases, and no uninstall code is ever a task argument of the agent roles."""
 
 from __future__ import annotations
 
@@ -76,13 +76,18 @@ def test_no_aliases_and_no_shadowed_cmdlets():
     assert "Function New-Item" not in text  # would shadow the cmdlet
 
 
-def test_every_windows_step_with_the_code_is_no_log():
-    tasks = yaml.safe_load((ROOT / "roles/security_software_transition/tasks/windows_item.yml").read_text())
-    steps = tasks[0]["block"]
-    for step in steps:
-        if "__security_software_transition_code" in yaml.safe_dump(step):
-            assert step.get("no_log") is True, step["name"]
-    posix = yaml.safe_load((ROOT / "roles/security_software_transition/tasks/posix_item.yml").read_text())
-    for step in posix[0]["block"]:
-        if "uninstall_codes" in yaml.safe_dump(step):
-            assert step.get("no_log") is True, step["name"]
+def test_no_uninstall_code_is_ever_a_task_argument():
+    """The agent roles name the variables that hold codes; the engine reads them itself. So no task
+    argument, event or record carries a code, and the engine task needs no no_log (which would censor
+    its evidence records)."""
+    roles = ("rmm_agent_removal", "backup_agent_removal", "security_software_transition")
+    for role in roles:
+        for path in sorted((ROOT / "roles" / role / "tasks").glob("*.yml")):
+            for task in yaml.safe_load(path.read_text()) or []:
+                text = yaml.safe_dump(task)
+                for template in re.findall(r"\{\{(.*?)\}\}", text, re.S):
+                    assert "uninstall_code" not in template, f"{path.name}: {task['name']}"
+                engine = task.get("offboard_agent_engine")
+                if engine:
+                    assert not task.get("no_log"), f"{path.name}: no_log would censor the records"
+                    assert "secrets" not in engine, "codes go by variable name (secrets_var / secret_vars)"
