@@ -415,7 +415,7 @@ Function Get-ItemScope {
                 $name = Get-FactText -Fact $fact -Field 'name'
                 $svc = $Snapshot.services | Where-Object { $_.name -eq $name } | Select-Object -First 1
                 if ($svc -and $svc.image_file) {
-                    $installDir = Split-Path -Path $svc.image_file -Parent
+                    $installDir = [IO.Path]::GetDirectoryName($svc.image_file)
                     $installDirSource = "ImagePath of service $($svc.name)"
                     break
                 }
@@ -520,7 +520,8 @@ Function Select-NamedEntry {
             }
         }
     }
-    return , $found.ToArray()
+    # The elements, not one array: callers collect them with @(...).
+    return $found.ToArray()
 }
 
 Function Get-ItemSecret {
@@ -691,7 +692,9 @@ Function Get-ItemFootprint {
 Function Test-FootprintEmpty {
     param ($Footprint)
     foreach ($list in @('packages', 'services', 'processes', 'paths', 'startup', 'registry', 'uninstall_entries')) {
-        if (@($Footprint[$list]).Count -gt 0) { return $false }
+        foreach ($entry in $Footprint[$list]) {
+            if ($null -ne $entry) { return $false }
+        }
     }
     return $true
 }
@@ -713,7 +716,8 @@ Function Add-Descendant {
             }
         }
     } while ($grown)
-    return , @($all | Where-Object { $Tree.ContainsKey([int]$_.ProcessId) } | ForEach-Object { [int]$_.ProcessId })
+    # The elements, not one array: callers collect them with @(...).
+    return @($all | Where-Object { $Tree.ContainsKey([int]$_.ProcessId) } | ForEach-Object { [int]$_.ProcessId })
 }
 
 Function Invoke-BoundedProcess {

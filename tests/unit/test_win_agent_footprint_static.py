@@ -625,3 +625,15 @@ def test_find_referenced_root_matches_whole_path_components_only() -> None:
     assert refers("--dir=C:\\Program Files\\Vendor", root)
     assert not refers('"C:\\Program Files\\VendorTools\\x.exe"', root)
     assert not refers('"D:\\C:\\Program Files\\Vendor2\\x.exe"', root)
+
+
+def test_functions_returning_one_array_are_never_wrapped_in_array_subexpressions() -> None:
+    # `return , $list` hands the caller one array object: `$x = F` keeps it whole, but `@(F)` makes a
+    # one-element array holding it, and every count and -contains on it goes wrong. Such functions are
+    # assigned; functions whose callers write @(F) return their elements.
+    wrapping = [name for name, node in functions().items() if re.search(r"return , ", _text(node))]
+    assert "Get-ServiceList" in wrapping
+    for name in wrapping:
+        assert not re.search(rf"@\(\s*{re.escape(name)}\b", ps1()), name
+    for name in ("Select-NamedEntry", "Add-Descendant"):
+        assert name not in wrapping
