@@ -184,8 +184,8 @@ items:
     uninstaller:
       description: >-
         The vendor uninstaller planned, or null: C({kind: command, program, command, chdir, timeout,
-        needs_secret}) or C({kind: msi, program: msiexec.exe, product_codes, msi_args, timeout, needs_secret}).
-        C({secret}) stays a placeholder.
+        needs_secret}) or C({kind: msi, program: msiexec.exe, product_codes, msi_args, timeout,
+        needs_secret}). C({secret}) stays a placeholder.
       type: dict
     protection:
       description: "uninstall protection: available (a runnable command), needs_secret, secret_var (a name),
