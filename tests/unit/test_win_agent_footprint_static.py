@@ -637,3 +637,87 @@ def test_functions_returning_one_array_are_never_wrapped_in_array_subexpressions
         assert not re.search(rf"@\(\s*{re.escape(name)}\b", ps1()), name
     for name in ("Select-NamedEntry", "Add-Descendant"):
         assert name not in wrapping
+
+
+# --- command lines, replayed for every catalog uninstaller -------------------------------------------------
+SILENT = {"/s", "/verysilent", "/qn", "/quiet", "/removequiet", "unattended", "/silent"}
+# Catalog uninstallers without a known silent switch, and why that is accepted.
+NO_SWITCH_KNOWN = {"C:\\Program Files\\SuperOps\\uninstall.exe": "superops notes: run without switches"}
+
+
+def argument_string(argv: list[str]) -> str:
+    """ConvertTo-ArgumentString, replayed (its source is pinned below)."""
+    parts = []
+    for arg in argv:
+        if '"' in arg or (arg and not re.search(r"\s", arg)):
+            parts.append(arg)
+        elif arg.endswith("\\"):
+            parts.append(f'"{arg}\\"')
+        else:
+            parts.append(f'"{arg}"')
+    return " ".join(parts)
+
+
+def msi_argv(code: str, msi_args: list[str]) -> list[str]:
+    """Get-MsiArgv, replayed."""
+    extra = [a for a in msi_args if a.lower() not in ("/qn", "/norestart")]
+    return ["C:\\Windows\\System32\\msiexec.exe", "/x", code, "/qn", "/norestart", *extra]
+
+
+def test_the_replayed_command_line_functions_are_the_modules() -> None:
+    body = _code(_text(functions()["ConvertTo-ArgumentString"]))
+    assert "if ($arg.Contains('\"') -or ($arg.Length -gt 0 -and $arg -notmatch '\\s')) { $arg }" in body
+    assert "elseif ($arg.EndsWith('\\')) { '\"' + $arg + '\\\"' }" in body
+    assert "else { '\"' + $arg + '\"' }" in body
+    msi = _text(functions()["Get-MsiArgv"])
+    assert "Where-Object { $_ -notin @('/qn', '/norestart') }" in msi
+    assert (
+        "@(\"$systemRoot\\System32\\msiexec.exe\", '/x', $ProductCode, '/qn', '/norestart') + $extra" in msi
+    )
+
+
+def _steps() -> list[tuple[str, dict[str, Any]]]:
+    return [(item["key"], step) for item in all_windows_items() for step in item["uninstall"]]
+
+
+@pytest.mark.parametrize(("key", "step"), _steps(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_catalog_uninstaller_becomes_a_silent_bounded_command_line(key: str, step: dict) -> None:
+    code = "{11111111-2222-3333-4444-555555555555}"
+    if step.get("msi_from_uninstall_entry"):
+        argv = msi_argv(code, [str(a) for a in step.get("msi_args") or []])
+        assert argv.count("/qn") == 1 and argv.count("/norestart") == 1
+    else:
+        argv = [str(a).replace("{install_dir}", "C:\\Ninja Agent") for a in step["command"]]
+        # An absolute program, or msiexec.exe (CreateProcess finds it in System32).
+        assert re.match(r"^[A-Za-z]:\\", argv[0]) or argv[0].lower() == "msiexec.exe", f"{key}: {argv[0]}"
+        assert step.get("when_exists"), f"{key}: a command step needs when_exists (the module checks it)"
+    line = argument_string(argv[1:])
+    assert "{instance}" not in line and "{install_dir}" not in line
+    # The RMM catalog is checked for silent switches (backup and security: their catalogs' business; a
+    # prompt there is ended by the bounded run's timeout, with the tree killed).
+    rmm = key.split(":")[0] in catalog()
+    if rmm and argv[0] not in NO_SWITCH_KNOWN:
+        assert {a.lower() for a in argv[1:]} & SILENT, f"{key}: no silent switch in {argv}"
+    for arg in argv[1:]:
+        assert (arg if '"' in arg or " " not in arg else f'"{arg}"') in line
+    # A bounded run: the catalog's timeout, capped by the module's.
+    assert step.get("timeout") is None or 0 < int(step["timeout"]) <= 3600
+    if 'WRAPPED_ARGUMENTS="--mode unattended"' in argv:
+        assert line.endswith('WRAPPED_ARGUMENTS="--mode unattended"')
+
+
+def test_secret_placeholders_are_only_where_the_module_substitutes_them() -> None:
+    # {secret} is replaced in protection.command, an uninstall command and msi_args only; anywhere else it
+    # would reach the host literally (or, worse, the code would have to travel some other way).
+    for item in all_windows_items():
+        for step in item["uninstall"]:
+            used = "{secret}" in repr(step.get("command")) or "{secret}" in repr(step.get("msi_args"))
+            rest = {k: v for k, v in step.items() if k not in ("command", "msi_args", "how", "notes")}
+            assert "{secret}" not in repr(rest), f"{item['key']}: {rest}"
+            if used:
+                assert step.get("needs_secret") is True, (
+                    f"{item['key']}: a step taking the code says needs_secret"
+                )
+        protection = item.get("protection") or {}
+        rest = {k: v for k, v in protection.items() if k not in ("command", "how")}
+        assert "{secret}" not in repr(rest), f"{item['key']}: {rest}"
