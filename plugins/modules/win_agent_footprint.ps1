@@ -1119,9 +1119,10 @@ foreach ($item in $module.Params.items) {
             }
             catch {
                 # An unexpected error ends this item's removal only: re-probe it and say what remains.
+                $message = $_.Exception.Message
                 $after = Get-ItemFootprint -Item $item -Scope $scope -Snapshot (Get-HostSnapshot) -Previous $probe.footprint
                 $result.removal = @{
-                    attempts = @(@{ method = 'forced'; rc = $null; timed_out = $false; detail = "error: $($_.Exception.Message)" })
+                    attempts = @(@{ method = 'forced'; rc = $null; timed_out = $false; detail = "error: $message" })
                     method = $null; remaining = $after.footprint; verified_absent = Test-FootprintEmpty $after.footprint
                     protection = $null; reboot_required = $false
                 }
