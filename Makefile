@@ -67,6 +67,7 @@ lint: venv
 	  ansible-playbook --syntax-check -i inventories "$$pb" >/dev/null; echo "syntax ok: $$pb"; done
 	ruff check .
 	ruff format --check .
+	pytest -q -p no:cacheprovider tests/unit/test_powershell_parse.py
 
 unit: venv
 	pytest -q tests/unit
