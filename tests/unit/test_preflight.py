@@ -16,7 +16,8 @@ preflight = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(preflight)
 
 CATALOG = [str(ROOT / "roles/rmm_agent_removal/vars/catalog")]
-DATES = {"start": "2026-11-02", "contract_end": "2026-11-30", "access_revocation": "2026-11-16"}
+# A contract end in the past is refused (without an override): these dates stay in the future.
+DATES = {"start": "2026-11-02", "contract_end": "2099-11-30", "access_revocation": "2026-11-16"}
 
 
 def _vars(selected, hostvars, limit="acme", tags=("agents",)):
@@ -69,7 +70,7 @@ def test_a_host_without_client_id_is_refused():
         ({**DATES, "contract_end": "2026-10-01"}, "is before offboard_dates.start"),
         ({**DATES, "start": "yesterday"}, "ISO date"),
         ({k: v for k, v in DATES.items() if k != "access_revocation"}, "access_revocation is missing"),
-        ({**DATES, "access_revocation": "2027-01-01"}, "must fall between"),
+        ({**DATES, "access_revocation": "2100-01-01"}, "must fall between"),
     ],
 )
 def test_bad_dates_are_refused_with_what_to_fix(dates, message):
