@@ -390,9 +390,10 @@ def check(
     roles_dir = os.path.normpath(os.path.join(catalog_dirs[0], "..", "..", ".."))
     role_names = sorted(n for n in os.listdir(roles_dir) if os.path.isdir(os.path.join(roles_dir, n)))
     tags = validate_tags(task_vars.get("ansible_run_tags") or ["all"], implemented, role_names)
-    phases = selected_phases(
-        tags, task_vars.get("ansible_skip_tags") or [], implemented, role_phases(os.path.dirname(roles_dir))
-    )
+    roles = role_phases(os.path.dirname(roles_dir))
+    # A phase counts when the project has a play for it (a trimmed project may have fewer).
+    playable = [p for p in implemented if p in set(roles.values())] or list(implemented)
+    phases = selected_phases(tags, task_vars.get("ansible_skip_tags") or [], playable, roles)
     catalog = load_catalog(catalog_dirs)
 
     problems: dict[str, list[str]] = {}  # message -> hosts
