@@ -42,21 +42,45 @@ _INVENTORY_NAMES = ("hosts", "hosts.yml", "hosts.yaml", "inventory.yml", "invent
 
 
 def _stem(name: str) -> str:
-    """group_vars/<stem>[.ext]: the entity a vars file or folder is for (any extension counts)."""
-    return name.split(".", 1)[0] if not name.startswith(".") else ""
+    """The entity a group_vars/host_vars entry is loaded for ('' when ansible ignores the entry)."""
+    if name.startswith("."):
+        return ""
+    for ext in _VAR_EXTS[1:]:
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
 
 
-def _top_groups(client_dir: Path) -> list[str] | None:
-    """Top-level groups of the folder's YAML hosts file; None when it has none we can read."""
+def _leaks(name: str) -> bool:
+    """all / ungrouped with any extension (or none), file or folder: it would apply to every client."""
+    return name.split(".", 1)[0] in ("all", "ungrouped")
+
+
+def _inventory_data(client_dir: Path) -> dict | None:
+    """The folder's YAML hosts file; None when there is none we can read (ansible reports a bad one)."""
     for name in _INVENTORY_NAMES:
         path = client_dir / name
         if path.is_file():
             try:
                 data = yaml.safe_load(path.read_text(encoding="utf-8"))
             except (OSError, yaml.YAMLError):
-                return None  # ansible's own parser reports it
-            return list(data) if isinstance(data, dict) else None
+                return None
+            return data if isinstance(data, dict) else None
     return None
+
+
+def _declared(data: dict) -> tuple[set[str], set[str]]:
+    """(groups, hosts) a YAML inventory declares, at any depth."""
+    groups: set[str] = set()
+    hosts: set[str] = set()
+    todo = list(data.items())
+    while todo:
+        name, body = todo.pop()
+        groups.add(str(name))
+        if isinstance(body, dict):
+            hosts |= {str(h) for h in body.get("hosts") or {}}
+            todo += list((body.get("children") or {}).items())
+    return groups, hosts
 
 
 def _clients(path: str) -> list[Path]:
@@ -74,18 +98,32 @@ def _structure_errors(client_dir: Path) -> list[str]:
     for entry in (
         sorted((client_dir / "group_vars").iterdir()) if (client_dir / "group_vars").is_dir() else []
     ):
-        if _stem(entry.name) in ("all", "ungrouped"):
+        if _leaks(entry.name):
             errors.append(
                 f"{entry} would apply to the hosts of every client. Move its variables to "
                 f"{client_dir}/group_vars/{name}.yml (the client's own group)."
             )
-    tops = _top_groups(client_dir)
-    if tops is not None and tops != [name]:
+    data = _inventory_data(client_dir)
+    if data is None:
+        return errors
+    tops = list(data)
+    if tops != [name]:
         errors.append(
             f"{client_dir}: the hosts file's top group is {', '.join(map(str, tops)) or 'missing'}; it must "
             f"be exactly one group named {name!r} like the folder (other groups go under its children), so "
             "that -l <client>, the preflight and the evidence agree on the client"
         )
+    groups, hosts = _declared(data)
+    for folder, known, what in (("group_vars", groups, "group"), ("host_vars", hosts, "host")):
+        base = client_dir / folder
+        for entry in sorted(base.iterdir()) if base.is_dir() else []:
+            stem = _stem(entry.name)
+            if stem and stem not in known and not _leaks(entry.name):
+                errors.append(
+                    f"{entry} sets variables for {stem!r}, which is not a {what} of client {name} (its hosts "
+                    f"file): a client folder sets variables only for its own group and hosts. Move it to "
+                    "the folder of the client it belongs to, or remove it"
+                )
     return errors
 
 
