@@ -284,7 +284,6 @@ def agents_problems(
 ) -> list[str]:
     """Invalid agents-phase values of one host: catalog products, footprint, backup data, GPO patterns."""
     bad: list[str] = []
-    policy = _load("paths", "module_utils/offboard_paths.py")
     try:
         validate_agents(hv.get("offboard_msp_agents"), catalog)
     except PreflightError as exc:
@@ -301,12 +300,6 @@ def agents_problems(
             _load("gpo", "filter/gpo.py").offboard_gpo_check(gpo)
         except Exception as exc:  # AnsibleFilterError from the role's own check
             bad.append(str(exc))
-        if isinstance(gpo, Mapping):
-            for field, kind in (("name_patterns", "name"), ("setting_patterns", "path")):
-                for index, pattern in enumerate(gpo.get(field) or []):
-                    reason = policy.pattern_reason(pattern, "regex", kind)
-                    if reason:
-                        bad.append(f"offboard_gpo.{field}[{index}] {pattern!r} {reason}")
     return bad
 
 
