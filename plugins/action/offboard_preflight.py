@@ -428,6 +428,8 @@ def check(
         if missing:
             lines.append(f"the selected phase(s) {', '.join(phases)} need variables that are not set:")
             lines += [f"  - {name} (on {_hosts(hosts, len(selected))})" for name, hosts in missing.items()]
+        if problems:
+            lines.append(f"client {client}'s variables are refused:")
         lines += [f"  - {message} (on {_hosts(hosts, len(selected))})" for message, hosts in problems.items()]
         lines.append(f"Set or fix them in inventories/{client}/ (group_vars/{client}.yml or host_vars/).")
         raise PreflightError("\n".join(lines))
