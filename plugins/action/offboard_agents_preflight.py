@@ -12,9 +12,12 @@ the roles record `refused` for them.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import re
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -30,7 +33,7 @@ options:
 """
 
 DISPOSITIONS = ("handover", "transfer", "delete")
-WINDOWS_ABS = re.compile(r"^[A-Za-z]:\\")
+WINDOWS_ABS = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 class PreflightError(Exception):
@@ -72,7 +75,19 @@ def _date(value: Any, where: str) -> None:
 
 
 def _absolute(path: Any) -> bool:
-    return isinstance(path, str) and (path.startswith("/") or bool(WINDOWS_ABS.match(path)))
+    return isinstance(path, str) and (path.startswith(("/", "\\\\")) or bool(WINDOWS_ABS.match(path)))
+
+
+def _policy() -> Any:
+    """plugins/module_utils/offboard_paths.py: the protected-path policy the deleting modules use too."""
+    key = "offboard_shared_paths"
+    if key not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "module_utils" / "offboard_paths.py"
+        spec = importlib.util.spec_from_file_location(key, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 def check(hostvars: Mapping[str, Any], security_dir: str, backup_dir: str) -> dict[str, Any]:
@@ -97,9 +112,16 @@ def check(hostvars: Mapping[str, Any], security_dir: str, backup_dir: str) -> di
         )
     for field in ("retention_until", "handed_over_on"):
         _date(terms.get(field), f"offboard_backup_terms.{field}")
+    policy = _policy()
     for index, loc in enumerate(terms.get("msp_data") or []):
         if not isinstance(loc, Mapping) or not _absolute(loc.get("path")):
             raise PreflightError(f"offboard_backup_terms.msp_data[{index}] needs an absolute 'path'")
+        reason = policy.protected_reason(loc["path"])
+        if reason:
+            raise PreflightError(
+                f"offboard_backup_terms.msp_data[{index}].path {loc['path']!r} {reason}: give the folder "
+                "that holds only the MSP's backup data (it is deleted whole once retention has passed)"
+            )
     footprint = hostvars.get("offboard_msp_footprint") or {}
     if not isinstance(footprint, Mapping):
         raise PreflightError("offboard_msp_footprint must be a mapping (see inventories/example)")
@@ -111,13 +133,23 @@ def check(hostvars: Mapping[str, Any], security_dir: str, backup_dir: str) -> di
                 raise PreflightError(
                     f"offboard_msp_footprint.{field}[{index}] {pattern!r} is not a regular expression: {exc}"
                 ) from None
+            if field == "keep_patterns":
+                continue  # keeping more is never destructive
+            reason = policy.pattern_reason(pattern, "regex", "path" if field == "path_patterns" else "name")
+            if reason:
+                raise PreflightError(
+                    f"offboard_msp_footprint.{field}[{index}] {pattern!r} {reason} (everything it matches "
+                    "is removed)"
+                )
     for index, folder in enumerate(footprint.get("script_dirs") or []):
+        reason = policy.protected_reason(folder) if _absolute(folder) else "is not an absolute path"
         norm = os.path.normpath(str(folder)) if str(folder).startswith("/") else str(folder)
-        shallow = str(folder).startswith("/") and norm.count("/") < 2
-        if not _absolute(folder) or shallow or any(c in str(folder) for c in "*?["):
+        if not reason and str(folder).startswith("/") and norm.count("/") < 2:
+            reason = "is a top-level folder"
+        if reason or any(c in str(folder) for c in "*?["):
             raise PreflightError(
-                f"offboard_msp_footprint.script_dirs[{index}] {folder!r}: give the MSP's own folder as an "
-                "absolute path without wildcards (it is deleted whole)"
+                f"offboard_msp_footprint.script_dirs[{index}] {folder!r} {reason or 'has a wildcard'}: give "
+                "the MSP's own folder as an absolute path without wildcards (it is deleted whole)"
             )
     return {"security_products": sec, "backup_products": bak}
 

@@ -9,10 +9,17 @@ variables (dates, agent products); unknown or not-yet-implemented phase tags.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import importlib.util
+import json
 import os
 import re
+import signal
+import sys
+import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -45,6 +52,25 @@ summary: {description: One line saying what the run is about to do, type: str, r
 """
 
 PHASES = ("docs", "access", "agents", "infra")
+CLIENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+OVERRIDE_KEYS = ("reason", "approved_by")
+AGENTS_VARS = (
+    "offboard_msp_agents",
+    "offboard_security",
+    "offboard_backup_terms",
+    "offboard_msp_footprint",
+    "offboard_gpo",
+)
+FNMATCH_FIELDS = ("account_patterns", "ssh_key_comment_patterns", "sudoers_patterns")
+CHECKED_VARS = (
+    "offboard_dates",
+    "offboard_contract_end_override",
+    "offboard_msp_access",
+    *AGENTS_VARS,
+    "offboard_security_uninstall_codes",
+)
+DEFAULT_TIMEOUT = 60.0
+MAX_SCAN = 5000
 _INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -166,34 +192,168 @@ def validate_tags(
     return run_tags
 
 
-def check(task_vars: Mapping[str, Any], catalog_dirs: list[str], implemented: list[str]) -> dict[str, Any]:
-    """All preflight checks over the play's variables; raises PreflightError on the first refusal."""
+def _load(name: str, relpath: str) -> Any:
+    """A sibling plugin file of this project (shared checks), loaded by path: plugins/<relpath>."""
+    key = f"offboard_shared_{name}"
+    if key not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / relpath
+        spec = importlib.util.spec_from_file_location(key, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+def role_phases(project: str) -> dict[str, str]:
+    """Role name -> phase, from the phase plays of playbooks/*.yml (offboard_phase)."""
+    found: dict[str, str] = {}
+    for path in sorted(Path(project, "playbooks").glob("*.yml")):
+        try:
+            plays = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        except (OSError, yaml.YAMLError):
+            continue
+        for play in plays if isinstance(plays, list) else []:
+            phase = ((play or {}).get("vars") or {}).get("offboard_phase") if isinstance(play, dict) else None
+            if phase not in PHASES:
+                continue
+            for role in play.get("roles") or []:
+                name = role.get("role") if isinstance(role, Mapping) else role
+                if isinstance(name, str):
+                    found.setdefault(name, phase)
+    return found
+
+
+def selected_phases(
+    run_tags: Iterable[str], skip_tags: Iterable[str], implemented: Iterable[str], roles: Mapping[str, str]
+) -> list[str]:
+    """The phases whose roles this run executes (by phase or role tag), minus the skipped ones."""
+    implemented = [p for p in PHASES if p in implemented]
+    run_tags = [t for t in run_tags if t]
+    if not run_tags or {"all", "untagged", "tagged"} & set(run_tags):
+        chosen = set(implemented)
+    else:
+        chosen = {t for t in run_tags if t in implemented} | {roles[t] for t in run_tags if t in roles}
+    skipped = set(skip_tags)
+    return [p for p in implemented if p in chosen and p not in skipped]
+
+
+def validate_contract_end(dates: Mapping[str, dt.date], override: Any, today: dt.date) -> dict[str, str]:
+    """contract_end in the past needs offboard_contract_end_override {reason, approved_by} (recorded)."""
+    if dates["contract_end"] >= today:
+        return {}
+    if isinstance(override, Mapping) and all(str(override.get(k) or "").strip() for k in OVERRIDE_KEYS):
+        return {k: str(override[k]).strip() for k in OVERRIDE_KEYS}
+    raise PreflightError(
+        f"offboard_dates.contract_end ({dates['contract_end']}) is in the past (today is {today}, UTC): "
+        "check the dates, or set offboard_contract_end_override: {reason: ..., approved_by: ...} "
+        "(both are recorded in the evidence)"
+    )
+
+
+def phase_problems(hv: Mapping[str, Any], phases: list[str]) -> tuple[list[str], list[str]]:
+    """(missing variables, invalid values) of the selected phases for one host's variables."""
+    missing: list[str] = []
+    bad: list[str] = []
+    policy = _load("paths", "module_utils/offboard_paths.py")
+    if "access" in phases:
+        access = hv.get("offboard_msp_access")
+        if not isinstance(access, Mapping) or not isinstance(access.get("accounts"), list):
+            missing.append("offboard_msp_access (with accounts: the documented list, see docs/access.md)")
+        else:
+            for field in FNMATCH_FIELDS:
+                for index, pattern in enumerate(access.get(field) or []):
+                    reason = policy.pattern_reason(pattern, "fnmatch")
+                    if reason:
+                        bad.append(f"offboard_msp_access.{field}[{index}] {pattern!r} {reason}")
+            directory = access.get("directory") or {}
+            for index, pattern in enumerate(
+                directory.get("account_patterns") or [] if isinstance(directory, Mapping) else []
+            ):
+                reason = policy.pattern_reason(pattern, "fnmatch")
+                if reason:
+                    bad.append(
+                        f"offboard_msp_access.directory.account_patterns[{index}] {pattern!r} {reason}"
+                    )
+    if "agents" in phases and all(hv.get(name) is None for name in AGENTS_VARS):
+        missing.append(f"one of {', '.join(AGENTS_VARS)} (what the agents phase removes)")
+    return missing, bad
+
+
+def agents_problems(
+    hv: Mapping[str, Any], catalog: Mapping[str, Any], security_dir: str | None, backup_dir: str | None
+) -> list[str]:
+    """Invalid agents-phase values of one host: catalog products, footprint, backup data, GPO patterns."""
+    bad: list[str] = []
+    try:
+        validate_agents(hv.get("offboard_msp_agents"), catalog)
+    except PreflightError as exc:
+        bad.append(str(exc))
+    if security_dir and backup_dir:
+        agents = _load("agents_preflight", "action/offboard_agents_preflight.py")
+        try:
+            agents.check(hv, security_dir, backup_dir)
+        except agents.PreflightError as exc:
+            bad.append(str(exc))
+    gpo = hv.get("offboard_gpo")
+    if gpo is not None:
+        try:
+            _load("gpo", "filter/gpo.py").offboard_gpo_check(gpo)
+        except Exception as exc:  # AnsibleFilterError from the role's own check
+            bad.append(str(exc))
+    return bad
+
+
+def check(
+    task_vars: Mapping[str, Any],
+    catalog_dirs: list[str],
+    implemented: list[str],
+    *,
+    security_dir: str | None = None,
+    backup_dir: str | None = None,
+    today: dt.date | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[str, Any]:
+    """All preflight checks over the play's variables; raises PreflightError naming what to fix.
+
+    Every selected host's effective variables are checked (identical values once); the problems of all
+    hosts are reported together. Bounded by `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    today = today or dt.datetime.now(dt.UTC).date()
+    env = os.environ if env is None else env
     hostvars = task_vars["hostvars"]
     all_hosts = list(task_vars.get("groups", {}).get("all", []))
+    limit = task_vars.get("ansible_limit")
+    selected = list(task_vars.get("ansible_play_hosts_all") or [])
 
     def client_of(host: str) -> str | None:
         value = hostvars[host].get("offboard_client_id")
         return str(value) if value else None
 
-    known_clients = sorted({c for c in (client_of(h) for h in all_hosts) if c})
-    limit = task_vars.get("ansible_limit")
     if not limit:
+        clients = sorted({c for c in (client_of(h) for h in all_hosts[:MAX_SCAN]) if c})
         raise PreflightError(
             "no --limit given: an offboarding targets exactly one client. Run with -l <client> "
-            f"(clients in this inventory: {', '.join(known_clients) or 'none'})"
+            f"(clients in this inventory: {', '.join(clients) or 'none'})"
         )
-    selected = list(task_vars.get("ansible_play_hosts_all") or [])
     if not selected:
         raise PreflightError(f"the limit {limit!r} selects no host: check the client name")
-    without = [h for h in selected if not client_of(h)]
+    by_client: dict[str, int] = {}
+    without = []
+    for index, host in enumerate(selected):
+        if index % 256 == 0 and time.monotonic() > deadline:
+            raise PreflightError(_too_slow(timeout, index, len(selected)))
+        client = client_of(host)
+        if not client:
+            without.append(host)
+        else:
+            by_client[client] = by_client.get(client, 0) + 1
     if without:
         raise PreflightError(
             f"host(s) {', '.join(sorted(without)[:10])} have no offboard_client_id: every host must "
             "belong to a client folder inventories/<client>/ whose group_vars set offboard_client_id"
         )
-    by_client: dict[str, int] = {}
-    for host in selected:
-        by_client[client_of(host)] = by_client.get(client_of(host), 0) + 1  # type: ignore[index]
     if len(by_client) > 1:
         spread = ", ".join(f"{c} ({n} hosts)" for c, n in sorted(by_client.items()))
         raise PreflightError(
@@ -201,56 +361,192 @@ def check(task_vars: Mapping[str, Any], catalog_dirs: list[str], implemented: li
             "Offboard one client per run: -l <client>"
         )
     client = next(iter(by_client))
+    if not CLIENT_RE.match(client):
+        raise PreflightError(
+            f"offboard_client_id {client!r} is not a client name: lower-case letters, digits, - and _ "
+            "(it names the client's folder and its evidence)"
+        )
     groups = task_vars.get("groups", {})
     if client not in groups:
         raise PreflightError(
             f"client {client!r} has no inventory group of that name: name the top group in "
             f"inventories/{client}/hosts.yml '{client}'"
         )
-    outside = [h for h in selected if h not in groups[client]]
+    members = set(groups[client])
+    outside = [h for h in selected if h not in members]
     if outside:
         raise PreflightError(
             f"host(s) {', '.join(outside[:10])} claim client {client!r} but are not in its group: "
             "fix their offboard_client_id or move them into the client's inventory"
         )
-    first = hostvars[selected[0]]
-    dates = validate_dates(first.get("offboard_dates"))
-    catalog = load_catalog(catalog_dirs)
-    products = validate_agents(first.get("offboard_msp_agents"), catalog)
+    check_env(env, client)
     roles_dir = os.path.normpath(os.path.join(catalog_dirs[0], "..", "..", ".."))
     role_names = sorted(n for n in os.listdir(roles_dir) if os.path.isdir(os.path.join(roles_dir, n)))
     tags = validate_tags(task_vars.get("ansible_run_tags") or ["all"], implemented, role_names)
+    roles = role_phases(os.path.dirname(roles_dir))
+    # A phase counts when the project has a play for it (a trimmed project may have fewer).
+    playable = [p for p in implemented if p in set(roles.values())] or list(implemented)
+    phases = selected_phases(tags, task_vars.get("ansible_skip_tags") or [], playable, roles)
+    catalog = load_catalog(catalog_dirs)
+
+    problems: dict[str, list[str]] = {}  # message -> hosts
+    missing: dict[str, list[str]] = {}  # variable -> hosts
+    seen: dict[str, tuple[list[str], list[str]]] = {}
+    first_dates: dict[str, dt.date] | None = None
+    overrides: dict[str, str] = {}
+    products: list[str] = []
+    for index, host in enumerate(selected):
+        if time.monotonic() > deadline:
+            raise PreflightError(_too_slow(timeout, index, len(selected)))
+        hv = hostvars[host]
+        values = {name: hv.get(name) for name in CHECKED_VARS}
+        key = json.dumps(values, sort_keys=True, default=str)
+        if key not in seen:
+            bad: list[str] = []
+            try:
+                dates = validate_dates(values["offboard_dates"])
+                used = validate_contract_end(dates, values["offboard_contract_end_override"], today)
+                if first_dates is None:
+                    first_dates, overrides = dates, used
+            except PreflightError as exc:
+                bad.append(str(exc))
+            lacking, invalid = phase_problems(values, phases)
+            bad += invalid
+            if "agents" in phases:
+                bad += agents_problems(values, catalog, security_dir, backup_dir)
+                if not products:
+                    with contextlib.suppress(PreflightError):
+                        products = validate_agents(values["offboard_msp_agents"], catalog)
+            seen[key] = (lacking, bad)
+        lacking, bad = seen[key]
+        for name in lacking:
+            missing.setdefault(name, []).append(host)
+        for message in bad:
+            problems.setdefault(message, []).append(host)
+    if missing or problems:
+        lines = []
+        if missing:
+            lines.append(f"the selected phase(s) {', '.join(phases)} need variables that are not set:")
+            lines += [f"  - {name} (on {_hosts(hosts, len(selected))})" for name, hosts in missing.items()]
+        if problems:
+            lines.append(f"client {client}'s variables are refused:")
+        lines += [f"  - {message} (on {_hosts(hosts, len(selected))})" for message, hosts in problems.items()]
+        lines.append(f"Set or fix them in inventories/{client}/ (group_vars/{client}.yml or host_vars/).")
+        raise PreflightError("\n".join(lines))
+    assert first_dates is not None
     check_mode = bool(task_vars.get("ansible_check_mode"))
     mode = "CHECK MODE (rehearsal: nothing will change)" if check_mode else "LIVE (changes will be made)"
     summary = (
-        f"client {client} ({first.get('offboard_client_name', client)}): {len(selected)} host(s), "
-        f"tags {','.join(tags)}, {mode}; dates start {dates['start']}, contract end "
-        f"{dates['contract_end']}, access revocation {dates['access_revocation']}; "
-        f"MSP agents in scope: {', '.join(products) or 'none'}"
+        f"client {client} ({hostvars[selected[0]].get('offboard_client_name', client)}): "
+        f"{len(selected)} host(s), phases {','.join(phases) or 'none'}, tags {','.join(tags)}, {mode}; "
+        f"dates start {first_dates['start']}, contract end {first_dates['contract_end']}, access revocation "
+        f"{first_dates['access_revocation']}; MSP agents in scope: {', '.join(products) or 'none'}"
+        + (
+            f"; contract end OVERRIDDEN by {overrides['approved_by']}: {overrides['reason']}"
+            if overrides
+            else ""
+        )
     )
     return {
         "client": client,
         "hosts": len(selected),
+        "host_names": selected,
+        "phases": phases,
         "tags": tags,
         "check_mode": check_mode,
         "products": products,
+        "contract_end_override": overrides,
         "summary": summary,
     }
+
+
+def check_env(env: Mapping[str, str], client: str) -> None:
+    """The environment cannot send this run's evidence to another client or outside the store."""
+    named = env.get("OFFBOARD_CLIENT")
+    if named and named != client:
+        raise PreflightError(
+            f"OFFBOARD_CLIENT={named!r} but the limit selects client {client!r}: unset OFFBOARD_CLIENT "
+            "(a run's evidence always goes to the client the preflight validated)"
+        )
+    run_dir = env.get("OFFBOARD_EVIDENCE_RUN_DIR")
+    if run_dir:
+        path = Path(run_dir)
+        if named != client or path.parent.name != client or path.name != env.get("OFFBOARD_RUN_ID"):
+            raise PreflightError(
+                f"OFFBOARD_EVIDENCE_RUN_DIR={run_dir!r} is not a run folder of client {client!r} set by the "
+                "offboard wrapper: unset OFFBOARD_EVIDENCE_RUN_DIR, OFFBOARD_RUN_ID and OFFBOARD_CLIENT, or "
+                f"use `offboard run {client}`"
+            )
+
+
+def _hosts(hosts: list[str], total: int) -> str:
+    if len(hosts) == total and total > 1:
+        return f"all {total} hosts"
+    return ", ".join(hosts[:5]) + (f" and {len(hosts) - 5} more" if len(hosts) > 5 else "")
+
+
+def _too_slow(timeout: float, done: int, total: int) -> str:
+    return (
+        f"the preflight did not finish within {timeout:g} s ({done} of {total} hosts checked): the inventory "
+        "is too large or its variables too costly to evaluate. Split the client's inventory, simplify "
+        "templated variables, or raise OFFBOARD_PREFLIGHT_TIMEOUT (seconds)"
+    )
+
+
+class _Overrun(Exception):
+    pass
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("catalog_dirs", "implemented_phases"))
+    _VALID_ARGS = frozenset(
+        ("catalog_dirs", "implemented_phases", "security_catalog_dir", "backup_catalog_dir")
+    )
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         args = self._task.args
         try:
-            result.update(
-                check(task_vars or {}, list(args["catalog_dirs"]), list(args["implemented_phases"]))
+            timeout = float(os.environ.get("OFFBOARD_PREFLIGHT_TIMEOUT") or DEFAULT_TIMEOUT)
+        except ValueError:
+            timeout = DEFAULT_TIMEOUT
+
+        def overrun(signum: int, frame: Any) -> None:
+            raise _Overrun
+
+        # A hard stop a little after the soft deadline, for time spent inside one host's variables.
+        previous = signal.signal(signal.SIGALRM, overrun)
+        signal.setitimer(signal.ITIMER_REAL, timeout + 5)
+        try:
+            outcome = check(
+                task_vars or {},
+                list(args["catalog_dirs"]),
+                list(args["implemented_phases"]),
+                security_dir=args.get("security_catalog_dir"),
+                backup_dir=args.get("backup_catalog_dir"),
+                timeout=timeout,
             )
         except PreflightError as exc:
             raise AnsibleActionFail(f"REFUSED before any change: {exc}") from None
+        except _Overrun:
+            raise AnsibleActionFail(f"REFUSED before any change: {_too_slow(timeout + 5, 0, 0)}") from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        # The proof for the phase plays (their hosts: lookup) and the evidence callback: this
+        # ansible-playbook process (our parent: tasks run in forks of it) passed its preflight.
+        guard = _load("guard", "module_utils/offboard_guard.py")
+        token = guard.write_token(
+            os.getppid(),
+            {
+                "client": outcome["client"],
+                "hosts": outcome["host_names"],
+                "phases": outcome["phases"],
+                "contract_end_override": outcome["contract_end_override"],
+            },
+        )
+        result.update(outcome)
+        result["token"] = str(token)
         result["changed"] = False
         return result

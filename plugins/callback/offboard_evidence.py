@@ -15,10 +15,13 @@ and seals the run into the client's hash chain, so `offboard status` and `offboa
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
+import re
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -51,6 +54,25 @@ try:
     _IMPORT_ERROR: str | None = None
 except ImportError as _exc:  # pragma: no cover - exercised only without the package
     _IMPORT_ERROR = str(_exc)
+
+
+_CLIENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def _load_guard() -> Any:
+    """plugins/module_utils/offboard_guard.py (the preflight's run token), shared with the lookup."""
+    name = "offboard_guard_shared"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "module_utils" / "offboard_guard.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+class Refused(Exception):
+    """The run must stop before the next phase play touches a host; the message says what to fix."""
 
 
 _VALIDATION_ACTIONS = frozenset(("validate_argument_spec", "ansible.builtin.validate_argument_spec"))
@@ -108,36 +130,44 @@ class CallbackModule(CallbackBase):
 
     def __init__(self, display=None) -> None:
         super().__init__(display=display)
+        # `disabled` would silence this plugin entirely (ansible stops calling it): the guard of the phase
+        # plays must stay, so only `off` (no evidence) is set for lab planting, molecule, no package.
         self.disabled = False
+        self.off = False
+        self.preflight: dict[str, Any] | None = None  # this run's passed preflight (client, hosts, ...)
+        self.store_checked = False
+        self.override_recorded = False
+        self.writer: Any = None
+        self.lock: Any = None
+        self.meta: Any = None
+        self.run_dir: Path | None = None
+        self.client = ""
+        self.inventory: Any = None
+        self.unreachable: dict[str, str] = {}  # host -> reason, for the whole playbook (ansible drops them)
+        self.preflight_down: dict[str, dict[str, str]] = {}
+        self.wrapped = False
+        self.run_id = ""
+        self._reset_play(None)
         if os.environ.get("OFFBOARD_NO_EVIDENCE") == "1":
             # Lab planting and molecule scenarios are not offboardings: they must not enter a client's chain.
-            self.disabled = True
+            self.off = True
             return
         if _IMPORT_ERROR is not None:
             self._display.warning(
                 f"offboard_evidence: the offboard package is not importable ({_IMPORT_ERROR}); no evidence "
                 "is written for this run. Install it into the Python that runs ansible: pip install -e ."
             )
-            self.disabled = True
+            self.off = True
             return
         self.wrapped = bool(os.environ.get("OFFBOARD_EVIDENCE_RUN_DIR"))
         self.run_id = os.environ.get("OFFBOARD_RUN_ID") or _evidence.new_run_id()
-        self.client = os.environ.get("OFFBOARD_CLIENT") or ""
-        self.run_dir: Path | None = Path(os.environ["OFFBOARD_EVIDENCE_RUN_DIR"]) if self.wrapped else None
-        self.writer: Any = None
-        self.lock: Any = None
-        self.meta: Any = None
+        self.run_dir = Path(os.environ["OFFBOARD_EVIDENCE_RUN_DIR"]) if self.wrapped else None
         try:
-            self.preflight_down: dict[str, dict[str, str]] = json.loads(
-                os.environ.get("OFFBOARD_PREFLIGHT_DOWN") or "{}"
-            )
+            self.preflight_down = json.loads(os.environ.get("OFFBOARD_PREFLIGHT_DOWN") or "{}")
         except ValueError:
             self.preflight_down = {}
-        self.inventory: Any = None
         if self.wrapped and os.environ.get("OFFBOARD_WRAPPER_PID", "").isdigit():
             _start_watchdog(int(os.environ["OFFBOARD_WRAPPER_PID"]), self)
-        self.unreachable: dict[str, str] = {}  # host -> reason, for the whole playbook (ansible drops them)
-        self._reset_play(None)
 
     # --- state ---------------------------------------------------------------------------------
     def _reset_play(self, play: Any) -> None:
@@ -172,31 +202,32 @@ class CallbackModule(CallbackBase):
         if self.writer is not None:
             self.writer.write(record)
 
-    def _client_of(self, hosts: list[str]) -> str:
-        if self.client:
-            return self.client
-        try:
-            folders = {p.name for p in _paths.inventories_dir().iterdir() if p.is_dir()}
-        except (OSError, FileNotFoundError):
-            folders = set()
-        for name in hosts:
-            host = self.inventory.get_host(name) if self.inventory else None
-            for group in host.get_groups() if host else []:
-                if group.name in folders:
-                    return group.name
-        return ""
+    def _refuse(self, message: str) -> None:
+        """End ansible-playbook here, before the next play touches a host (a callback's exceptions are
+        only warnings to ansible; SystemExit is not caught)."""
+        self._display.error(f"REFUSED before any host: {message}", wrap_text=False)
+        if self.lock is not None:
+            self.lock.release()
+        with contextlib.suppress(Exception):
+            _load_guard().clear_token(os.getpid())
+        raise SystemExit(1)
 
-    def _open(self) -> None:
-        if self.wrapped:
-            self.writer = _evidence.RecordWriter(self.run_dir)
-            return
-        self.client = self._client_of(self.play_hosts)
-        if not self.client:
-            self._display.warning("offboard_evidence: cannot tell the client of this run; no evidence kept")
-            self.disabled = True
+    def _check_store(self) -> None:
+        """Plain runs: take the client's run lock and make sure the store can be written, or refuse."""
+        if self.store_checked or self.off or self.wrapped:
             return
         store = _evidence.EvidenceStore(_paths.evidence_root())
-        client_dir = store.client_dir(self.client, create=True)
+        try:
+            client_dir = store.client_dir(self.client, create=True)
+            probe = client_dir / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise Refused(
+                f"the evidence store {store.root} cannot be written ({exc.strerror or exc}): a run without "
+                "evidence is not an offboarding. Fix its permissions or free space, or point "
+                "OFFBOARD_EVIDENCE_DIR elsewhere"
+            ) from None
         holder = _Holder(
             self.run_id,
             _evidence.operator(),
@@ -208,7 +239,63 @@ class CallbackModule(CallbackBase):
         try:
             self.lock = _RunLock(client_dir, self.client).acquire(holder)
         except _LockHeld as exc:
-            self._display.warning(f"offboard_evidence: {exc}. This run's evidence is kept all the same.")
+            raise Refused(str(exc)) from None
+        except OSError as exc:
+            raise Refused(f"cannot take the run lock in {client_dir} ({exc.strerror or exc})") from None
+        self.store_checked = True
+
+    def _guard_phase_play(self) -> None:
+        """A phase play runs only after this run's preflight passed, on the hosts it validated."""
+        if self.preflight is None:
+            raise Refused(
+                "this run's preflight has not passed, so no phase play may run. Run the whole playbook for "
+                "one client: ansible-playbook offboard.yml -l <client> [--tags <phase>] (the preflight "
+                "cannot be left out with --skip-tags or --start-at-task)"
+            )
+        token = _load_guard().read_token(os.getpid())
+        if token is None or token.get("client") != self.preflight["client"]:
+            raise Refused("this run's preflight token is missing or names another client: start again")
+        extra = sorted(set(self.play_hosts) - set(self.preflight["hosts"]))
+        if extra:
+            raise Refused(
+                f"phase play '{self.play.get_name()}' targets host(s) the preflight did not validate: "
+                f"{', '.join(extra[:10])}"
+            )
+        self._check_store()
+
+    def _observe_preflight(self, result) -> None:
+        """Keep the client and hosts of this run's passed preflight (the offboard_preflight action)."""
+        action = str(getattr(result._task, "action", ""))
+        if action.rsplit(".", 1)[-1] != "offboard_preflight":
+            return
+        res = result._result if hasattr(result, "_result") else {}
+        client = str(res.get("client") or "")
+        hosts = res.get("host_names")
+        if not _CLIENT_RE.match(client) or not isinstance(hosts, list):
+            return
+        self.preflight = {
+            "client": client,
+            "hosts": [str(h) for h in hosts],
+            "contract_end_override": res.get("contract_end_override") or {},
+        }
+        # The evidence client is the validated one, never the environment's (the preflight refused a
+        # wrapper run whose OFFBOARD_CLIENT disagrees).
+        self.client = client
+
+    def _client_of(self, hosts: list[str]) -> str:
+        return self.preflight["client"] if self.preflight else ""
+
+    def _open(self) -> None:
+        if self.wrapped:
+            self.writer = _evidence.RecordWriter(self.run_dir)
+            return
+        self.client = self._client_of(self.play_hosts)
+        if not self.client or not self.store_checked:
+            # Unreachable for phase plays (they refuse first); kept so a record never lands in a guess.
+            self._display.warning("offboard_evidence: no preflight in this run; no evidence kept")
+            self.off = True
+            return
+        store = _evidence.EvidenceStore(_paths.evidence_root())
         self.run_dir = store.new_run(self.client, self.run_id)
         args = context.CLIARGS
         project = _paths.project_root()
@@ -238,13 +325,17 @@ class CallbackModule(CallbackBase):
 
     # --- plays and tasks -----------------------------------------------------------------------
     def v2_playbook_on_play_start(self, play) -> None:
-        if self.disabled:
-            return
-        self._end_play()
+        if not self.off:
+            self._end_play()
         self._reset_play(play)
+        if self.phase:
+            try:
+                self._guard_phase_play()
+            except Refused as exc:
+                self._refuse(str(exc))
 
     def v2_playbook_on_task_start(self, task, is_conditional) -> None:
-        if self.disabled or not self.phase or self.phase_started:
+        if self.off or not self.phase or self.phase_started:
             return
         if getattr(task, "action", "") in _VALIDATION_ACTIONS:
             # A role's argument validation is tagged `always`: it runs in every phase play, also when the
@@ -255,8 +346,28 @@ class CallbackModule(CallbackBase):
 
     def _start_phase(self) -> None:
         self.phase_started = True
-        self.client = self._client_of(self.play_hosts) if not self.wrapped else self.client
+        self.client = self._client_of(self.play_hosts)
         self._write(self._record(kind="phase_start", phase=self.phase, hosts=self.play_hosts))
+        override = (self.preflight or {}).get("contract_end_override")
+        if override and not self.override_recorded:
+            self.override_recorded = True
+            self._write(
+                self._record(
+                    kind="item",
+                    phase=self.phase,
+                    host="localhost",
+                    component="preflight",
+                    item="contract-end-override",
+                    before={
+                        "override_reason": override.get("reason"),
+                        "approved_by": override.get("approved_by"),
+                    },
+                    action="none",
+                    after={"override_used": True},
+                    verification={"method": "none", "result": "not_verified"},
+                    task="preflight",
+                )
+            )
         # Hosts that will not run this phase: down at the wrapper's preflight, or unreachable earlier.
         for host, info in sorted(self.preflight_down.items()):
             self._write(
@@ -343,17 +454,18 @@ class CallbackModule(CallbackBase):
         )
 
     def v2_runner_on_ok(self, result) -> None:
-        if self.disabled:
+        self._observe_preflight(result)
+        if self.off:
             return
         self._records_from(result)
         self.last[result._host.get_name()] = "ok"
 
     def v2_runner_on_skipped(self, result) -> None:
-        if not self.disabled:
+        if not self.off:
             self.last[result._host.get_name()] = "ok"
 
     def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
-        if self.disabled:
+        if self.off:
             return
         if (
             self.phase
@@ -365,7 +477,7 @@ class CallbackModule(CallbackBase):
         self.last[result._host.get_name()] = "ok" if ignore_errors else "failed"
 
     def v2_runner_on_unreachable(self, result) -> None:
-        if self.disabled:
+        if self.off:
             return
         host = result._host.get_name()
         res = result._result if hasattr(result, "_result") else {}
@@ -385,8 +497,18 @@ class CallbackModule(CallbackBase):
 
     # --- the end -------------------------------------------------------------------------------
     def v2_playbook_on_stats(self, stats) -> None:
-        if self.disabled:
+        with contextlib.suppress(Exception):
+            _load_guard().clear_token(os.getpid())
+        if self.off:
             return
+        try:
+            self._seal(stats)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+
+    def _seal(self, stats) -> None:
         self._end_play()
         if self.writer is not None:
             self.writer.close()
@@ -403,6 +525,4 @@ class CallbackModule(CallbackBase):
         self.meta.exit_code = 2 if failed else 4 if dark else 0
         _evidence.write_metadata(self.run_dir, self.meta)
         _manifest.seal(self.run_dir)
-        if self.lock is not None:
-            self.lock.release()
         self._display.display(f"offboard evidence: {self.run_dir}")

@@ -105,7 +105,11 @@ import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.offboard_paths import PROTECTED, safe_path  # noqa: F401 (PROTECTED: tests)
+from ansible.module_utils.offboard_paths import (  # noqa: F401 (PROTECTED: tests)
+    PROTECTED,
+    pattern_reason,
+    safe_path,
+)
 
 CRON_SPOOLS = ("/var/spool/cron/crontabs", "/var/spool/cron", "/usr/lib/cron/tabs")
 CRON_PERIODIC = ("/etc/cron.hourly", "/etc/cron.daily", "/etc/cron.weekly", "/etc/cron.monthly")
@@ -491,6 +495,14 @@ def main():
                 re.compile(pattern)
             except re.error as exc:
                 module.fail_json(msg=f"{key}: {pattern!r} is not a valid regular expression: {exc}")
+            # Again here, not only in the preflight: a pattern matching everything deletes the system's jobs.
+            reason = (
+                None
+                if key == "keep_patterns"
+                else pattern_reason(pattern, "regex", "path" if key == "path_patterns" else "name")
+            )
+            if reason:
+                module.fail_json(msg=f"{key}: {pattern!r} {reason}; fix offboard_msp_footprint.{key}")
     for folder in module.params["script_dirs"]:
         if not safe_path(folder):
             module.fail_json(msg=f"script_dirs: {folder!r} is a system folder or not an absolute plain path")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, playbook
+from tests.conftest import ROOT, ansible_env, playbook
 
 pytestmark = pytest.mark.lab
 
@@ -71,3 +71,40 @@ def test_invalid_client_variables_are_refused_before_any_change(lab_session, tmp
     proc = playbook("offboard.yml", "-i", str(inv), "-l", "lab", "--tags", "agents")
     _refused(proc, needle)
     assert lab_session.snapshot_all() == before
+
+
+AGENTS_PHASE_VARS = {
+    "offboard_client_id",
+    "offboard_client_name",
+    "offboard_dates",
+    "offboard_msp_agents",
+    "offboard_security",
+    "offboard_backup_terms",
+    "offboard_msp_footprint",
+    "offboard_gpo",
+}
+
+
+def test_the_agents_phase_runs_for_a_client_with_only_agents_variables(lab_session, tmp_path):
+    """No access section (nor infra, team, hand-over recipient): `--tags agents` still runs its roles."""
+    import json
+
+    import yaml
+
+    inv = tmp_path / "lab"
+    shutil.copytree(ROOT / "inventories" / "lab", inv)
+    gv = inv / "group_vars" / "lab.yml"
+    data = yaml.safe_load(gv.read_text())
+    assert "offboard_msp_access" in data
+    gv.write_text(yaml.safe_dump({k: v for k, v in data.items() if k in AGENTS_PHASE_VARS}))
+    evidence = tmp_path / "evidence"
+    env = ansible_env(OFFBOARD_EVIDENCE_DIR=str(evidence))
+    proc = playbook("offboard.yml", "-i", str(inv), "-l", "lab-ws02", "--tags", "agents", "--check", env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "Validation of arguments failed" not in out
+    (run,) = [p for p in (evidence / "lab").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    ends = {(r["phase"], r["host"], r["outcome"]) for r in records if r["kind"] == "phase_end"}
+    assert ends == {("agents", "lab-ws02", "ok")}
+    assert any(r["kind"] == "item" and r["phase"] == "agents" for r in records)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, ROOT, as_collection
+from tests.guarded_project import DATES, add_preflight
 
 SPEC = """argument_specs:
   main:
@@ -58,7 +59,8 @@ def project(tmp_path: Path) -> Path:
         f"mini:\n  vars:\n    ansible_connection: local\n    ansible_python_interpreter: {sys.executable}\n"
         "  hosts:\n    m1: {}\n"
     )
-    (project / "inventories/mini/group_vars/mini.yml").write_text("offboard_client_id: mini\n")
+    (project / "inventories/mini/group_vars/mini.yml").write_text("offboard_client_id: mini\n" + DATES)
+    add_preflight(project)
     return project
 
 

@@ -16,7 +16,8 @@ preflight = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(preflight)
 
 CATALOG = [str(ROOT / "roles/rmm_agent_removal/vars/catalog")]
-DATES = {"start": "2026-11-02", "contract_end": "2026-11-30", "access_revocation": "2026-11-16"}
+# A contract end in the past is refused (without an override): these dates stay in the future.
+DATES = {"start": "2026-11-02", "contract_end": "2099-11-30", "access_revocation": "2026-11-16"}
 
 
 def _vars(selected, hostvars, limit="acme", tags=("agents",)):
@@ -69,7 +70,7 @@ def test_a_host_without_client_id_is_refused():
         ({**DATES, "contract_end": "2026-10-01"}, "is before offboard_dates.start"),
         ({**DATES, "start": "yesterday"}, "ISO date"),
         ({k: v for k, v in DATES.items() if k != "access_revocation"}, "access_revocation is missing"),
-        ({**DATES, "access_revocation": "2027-01-01"}, "must fall between"),
+        ({**DATES, "access_revocation": "2100-01-01"}, "must fall between"),
     ],
 )
 def test_bad_dates_are_refused_with_what_to_fix(dates, message):
@@ -119,3 +120,49 @@ def test_role_names_are_valid_tags():
     assert (
         preflight.check(_vars(["acme-a"], hv, tags=["rmm_agent_removal"]), CATALOG, ["agents"])["hosts"] == 1
     )
+
+
+def test_every_selected_host_is_checked_and_named():
+    late = _client(offboard_dates={**DATES, "start": "2 Nov"})
+    hv = {"acme-a": _client(), "acme-b": late, "acme-c": dict(late)}
+    with pytest.raises(preflight.PreflightError, match=r"ISO date.*\(on acme-b, acme-c\)"):
+        preflight.check(_vars(["acme-a", "acme-b", "acme-c"], hv), CATALOG, ["agents"])
+
+
+def test_the_selected_phases_missing_variables_are_named_in_one_message():
+    hv = {"acme-a": {"offboard_client_id": "acme", "offboard_dates": dict(DATES)}}
+    with pytest.raises(preflight.PreflightError) as err:
+        preflight.check(_vars(["acme-a"], hv, tags=["access", "agents"]), CATALOG, ["access", "agents"])
+    assert "offboard_msp_access" in str(err.value) and "offboard_msp_agents" in str(err.value)
+
+
+def test_a_past_contract_end_needs_an_override_with_reason_and_approver():
+    past = {"start": "2026-01-05", "contract_end": "2026-02-27", "access_revocation": "2026-02-02"}
+    hv = {"acme-a": _client(offboard_dates=past)}
+    with pytest.raises(preflight.PreflightError, match="in the past"):
+        preflight.check(_vars(["acme-a"], hv), CATALOG, ["agents"])
+    hv["acme-a"]["offboard_contract_end_override"] = {"reason": "late hand-over", "approved_by": "Lee"}
+    result = preflight.check(_vars(["acme-a"], hv), CATALOG, ["agents"])
+    assert result["contract_end_override"] == {"reason": "late hand-over", "approved_by": "Lee"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OFFBOARD_CLIENT": "beta"}, "OFFBOARD_CLIENT='beta'"),
+        (
+            {"OFFBOARD_CLIENT": "acme", "OFFBOARD_EVIDENCE_RUN_DIR": "/tmp/x", "OFFBOARD_RUN_ID": "r"},
+            "run folder",
+        ),
+    ],
+)
+def test_the_environment_cannot_redirect_the_evidence(env, message):
+    hv = {"acme-a": _client()}
+    with pytest.raises(preflight.PreflightError, match=message):
+        preflight.check(_vars(["acme-a"], hv), CATALOG, ["agents"], env=env)
+
+
+def test_the_preflight_is_bounded_in_time():
+    hv = {f"acme-{n}": _client() for n in range(300)}
+    with pytest.raises(preflight.PreflightError, match="did not finish within"):
+        preflight.check(_vars(list(hv), hv), CATALOG, ["agents"], timeout=0)

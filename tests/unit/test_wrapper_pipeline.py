@@ -21,6 +21,7 @@ import pytest
 from offboard import cli
 
 from tests.conftest import as_collection
+from tests.guarded_project import DATES, add_preflight
 
 REPO = Path(__file__).resolve().parents[2]
 # The "offline" laptop talks to a docker daemon that cannot exist, so the test reads the same
@@ -90,8 +91,9 @@ def mini(tmp_path, monkeypatch):
         f"  hosts:\n    m1: {{}}\n    m2: {{}}\n    {OFFLINE}\n"
     )
     (project / "inventories/mini/group_vars/mini/main.yml").write_text(
-        "offboard_client_id: mini\nfake_agents: [alpha, beta]\n"
+        "offboard_client_id: mini\nfake_agents: [alpha, beta]\noffboard_msp_agents: []\n" + DATES
     )
+    add_preflight(project)
     vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(b"vault-pass-for-tests"))])
     (project / "inventories/mini/group_vars/mini/vault.yml").write_bytes(
         vault.encrypt(f"fake_admin_password: {CANARY_VAULT}\n")

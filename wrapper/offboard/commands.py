@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from offboard import inventory, ledger, manifest, paths, psa, reach, runner
-from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, UsageError
+from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
 from offboard.evidence import EvidenceStore, active_runs
 from offboard.inventory import ClientInventory, InventoryError
 from offboard.lock import Holder, LockHeld, RunLock
@@ -190,6 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             preflight_timeout=args.preflight_timeout,
         )
         result = runner.execute(request, store, project)
+    if result.metadata.status == runner.evidence.STATUS_REFUSED:
+        print(f"run {result.run_id}: refused; nothing was run. Evidence in {result.run_dir}", file=sys.stderr)
+        return EXIT_USAGE
     return _report_run(result, store, args.client)
 
 
@@ -331,6 +334,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 preflight_timeout=args.preflight_timeout,
             )
             result = runner.execute(request, store, project)
+            if result.metadata.status == runner.evidence.STATUS_REFUSED:
+                return EXIT_USAGE
             print()
             print(table(runner.summary_headers(result), runner.host_summary(result)))
             print(f"run {result.run_id}: {result.metadata.status}; evidence in {result.run_dir}")

@@ -37,6 +37,8 @@ ARTIFACTS = "artifacts"
 STATUS_RUNNING = "running"
 STATUS_COMPLETE = "complete"
 STATUS_INCOMPLETE = "incomplete"
+# The guard refused the run before any host was contacted: nothing ran; the reason says what to fix.
+STATUS_REFUSED = "refused"
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:

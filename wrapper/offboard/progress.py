@@ -85,6 +85,9 @@ class Progress:
             if kind == "runner_on_failed" and not data.get("ignore_errors"):
                 self.state[host] = FAILED
                 self._say(f"FAILED {host}: {self.task}")
+                # The first lines of the reason: a user must see what to fix, not only where it failed.
+                for line in _reason_lines((data.get("res") or {}).get("msg")):
+                    self._say(f"    {line}")
             elif self.state[host] != FAILED:
                 self.state[host] = RUNNING
             self.done_this_task.add(host)
@@ -107,6 +110,11 @@ class Progress:
         live = [h for h, s in self.state.items() if s in (PENDING, RUNNING)]
         if all(h in self.done_this_task for h in live):
             self._show()
+
+
+def _reason_lines(msg: Any, limit: int = 4) -> list[str]:
+    lines = [line.rstrip() for line in str(msg or "").splitlines() if line.strip()]
+    return [line[:300] for line in lines[:limit]] + (["    ..."] if len(lines) > limit else [])
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from offboard import evidence, manifest, reach, scrub
+from offboard import evidence, guard, manifest, reach, scrub
 from offboard.evidence import EvidenceStore, RecordWriter, RunMetadata
 from offboard.inventory import ClientInventory
 from offboard.progress import Progress
@@ -33,6 +33,7 @@ WORK_PREFIX = ".work-"
 # The pty holds tens of KiB; the lab's whole agents phase writes under 0.5 MB in a 65 s run, so Ansible does
 # not wait on the pause. Progress lines come at most 20 ms later.
 READ_PAUSE = 0.02
+REFUSED_EXIT = 2  # the CLI's usage exit: bad input, nothing was run
 READ_SIZE = 64 * 1024
 
 
@@ -88,6 +89,11 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
     client_dir = store.client_dir(req.client, create=True)
     redact = collect_redactor(project, req.inventory.path)
     recover(store, req.client, redact, out)
+
+    # The playbook's guard first, in this process: a run it would refuse never probes a host.
+    refusal = guard.validate(req.inventory, project, req.user_limit, req.tags, req.check)
+    if refusal is not None:
+        return refuse(req, store, project, refusal, out)
 
     hosts = req.inventory.hosts
     print(f"preflight: probing {len(hosts)} host(s) of {req.client}", file=out, flush=True)
@@ -170,7 +176,14 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
     cmdline = [*(["--check"] if req.check else []), *req.extra_cmdline]
     events = scrub.EventLog(run_dir / evidence.ARTIFACTS, redact)
 
+    refused: list[str] = []
+
     def on_event(event: dict[str, Any]) -> bool:
+        data = event.get("event_data") or {}
+        if event.get("event") == "runner_on_failed" and str(data.get("task_action", "")).endswith(
+            "offboard_preflight"
+        ):
+            refused.append(str((data.get("res") or {}).get("msg") or "the preflight failed"))
         progress.handle(event)
         events.write(event)
         return False  # kept by the EventLog: runner need not write its own file per event
@@ -210,14 +223,41 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
         complete = progress.stats is not None
         if not complete and status_reason is None:
             status_reason = f"ansible-playbook ended without final stats (runner status {meta.runner_status})"
-        _finish(
-            run_dir,
-            meta,
-            evidence.STATUS_COMPLETE if complete else evidence.STATUS_INCOMPLETE,
-            status_reason,
-            meta.runner_rc,
-        )
+        status = evidence.STATUS_COMPLETE if complete else evidence.STATUS_INCOMPLETE
+        if refused:  # the playbook's own preflight refused: no phase play ran
+            status, status_reason = evidence.STATUS_REFUSED, redact(f"refused by the preflight: {refused[0]}")
+        _finish(run_dir, meta, status, status_reason, meta.runner_rc)
     return RunResult(run_id, run_dir, meta, checks, progress.stats)
+
+
+def refuse(req: RunRequest, store: EvidenceStore, project: Path, reason: str, out: TextIO) -> RunResult:
+    """Seal a run the guard refused (status `refused`, the reason, no host contacted) into the chain."""
+    print(f"REFUSED before any host: {reason}", file=out, flush=True)
+    run_dir = store.new_run(req.client)
+    meta = RunMetadata(
+        run_id=run_dir.name,
+        client=req.client,
+        source="wrapper",
+        command=req.command,
+        operator=evidence.operator(),
+        started_at=utc_now(),
+        tags=list(req.tags),
+        limit=req.user_limit,
+        check_mode=req.check,
+        hosts=[h.name for h in req.inventory.hosts],
+        versions=evidence.tool_versions(),
+        repository=evidence.repo_commit(project),
+        pid=os.getpid(),
+        hostname=socket.gethostname(),
+    )
+    meta.status = evidence.STATUS_REFUSED
+    meta.complete = True  # a whole record of a refusal: nothing of it is pending
+    meta.reason = f"refused by the preflight: {reason}"
+    meta.ended_at = utc_now()
+    meta.exit_code = REFUSED_EXIT
+    evidence.write_metadata(run_dir, meta)
+    manifest.seal(run_dir)
+    return RunResult(run_dir.name, run_dir, meta, {}, None)
 
 
 @contextlib.contextmanager
@@ -279,7 +319,7 @@ def _all_down(run_dir: Path, req: RunRequest, meta: RunMetadata, down: dict[str,
 
 def _finish(run_dir: Path, meta: RunMetadata, status: str, reason: str | None, rc: int | None) -> None:
     meta.status = status
-    meta.complete = status == evidence.STATUS_COMPLETE
+    meta.complete = status in (evidence.STATUS_COMPLETE, evidence.STATUS_REFUSED)
     meta.reason = reason
     meta.ended_at = utc_now()
     meta.exit_code = rc

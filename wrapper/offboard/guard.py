@@ -1,0 +1,116 @@
+"""The playbook's preflight checks, run by the wrapper before it probes any host.
+
+`offboard run` must not touch a host (not even an SSH banner) for a client whose variables the playbook's
+guard would refuse. This runs the very checks of plugins/action/offboard_preflight.py in this process,
+over the client's inventory as Ansible loads it (same vars plugins, same group_vars, templated), with
+the limit and tags the run will use. The playbook's own preflight still runs (and decides) in the run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from offboard.inventory import ClientInventory, playbook_phases
+
+ROLE_CATALOGS = {
+    "catalog": "roles/rmm_agent_removal/vars/catalog",
+    "security": "roles/security_software_transition/vars/catalog",
+    "backup": "roles/backup_agent_removal/vars/catalog",
+}
+
+
+class _LazyHostVars(Mapping[str, Any]):
+    """One host's variables, templated when read (the preflight reads only a few)."""
+
+    def __init__(self, raw: Mapping[str, Any], templar: Any) -> None:
+        self._raw = raw
+        self._templar = templar
+
+    def __getitem__(self, key: str) -> Any:
+        return self._templar.template(self._raw[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+def _preflight_module(project: Path) -> Any:
+    path = project / "plugins" / "action" / "offboard_preflight.py"
+    name = f"offboard_wrapper_preflight_{abs(hash(str(path)))}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise FileNotFoundError(path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def validate(
+    inv: ClientInventory, project: Path, limit: str | None, tags: list[str], check: bool
+) -> str | None:
+    """The preflight's refusal for this run (what to fix), or None when it would pass."""
+    path = project / "plugins" / "action" / "offboard_preflight.py"
+    if not path.is_file():
+        return f"{path} is missing: the run cannot be validated, so it is not started"
+    module = _preflight_module(project)
+    os.environ.setdefault("ANSIBLE_CONFIG", str(project / "ansible.cfg"))
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
+    from offboard.inventory import _vault_secrets
+
+    init_plugin_loader()
+    loader = DataLoader()
+    loader.set_basedir(str(project))
+    _vault_secrets(loader)
+    try:
+        manager = InventoryManager(loader=loader, sources=[str(inv.path)])
+        variables = VariableManager(loader=loader, inventory=manager)
+        everyone = [h.name for h in manager.get_hosts("all", ignore_restrictions=True)]
+        manager.subset(limit or inv.client)
+        selected = [h.name for h in manager.get_hosts("all")]
+        hostvars: dict[str, Any] = {}
+        for host in manager.get_hosts("all", ignore_restrictions=True):
+            raw = variables.get_vars(host=host, include_hostvars=False)
+            hostvars[host.name] = _LazyHostVars(raw, Templar(loader=loader, variables=raw))
+        groups = {name: [h.name for h in group.get_hosts()] for name, group in manager.groups.items()}
+        groups["all"] = everyone
+    except AnsibleError as exc:
+        return f"cannot load inventory {inv.path}: {exc}"
+    task_vars = {
+        "hostvars": hostvars,
+        "groups": groups,
+        "ansible_limit": limit or inv.client,
+        "ansible_play_hosts_all": selected,
+        "ansible_run_tags": tags or ["all"],
+        "ansible_skip_tags": [],
+        "ansible_check_mode": check,
+    }
+    dirs = {key: project / rel for key, rel in ROLE_CATALOGS.items()}
+    try:
+        module.check(
+            task_vars,
+            [str(dirs["catalog"])],
+            playbook_phases(project),
+            security_dir=str(dirs["security"]) if dirs["security"].is_dir() else None,
+            backup_dir=str(dirs["backup"]) if dirs["backup"].is_dir() else None,
+            env={"OFFBOARD_CLIENT": inv.client},
+        )
+    except module.PreflightError as exc:
+        return str(exc)
+    except AnsibleError as exc:
+        return f"a client variable cannot be evaluated: {exc}"
+    return None
