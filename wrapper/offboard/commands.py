@@ -51,10 +51,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "status",
         help="the ledger: per host and component, done or pending",
         description="Fold every run's evidence records of CLIENT into the ledger (removed, "
-        "absent, failed, unreachable, pending) and print it with the pending list.",
+        "absent, failed, unreachable, pending) and print it with the pending list. With --all: "
+        "every client, per phase done/pending/failed device counts and the oldest pending item.",
         epilog=_EXITS,
     )
-    common(p)
+    p.add_argument("client", metavar="CLIENT", nargs="?", help="client name (omit with --all)")
+    p.add_argument(
+        "--evidence-dir",
+        type=Path,
+        metavar="DIR",
+        help="evidence store root (default: $OFFBOARD_EVIDENCE_DIR or <project>/evidence)",
+    )
+    p.add_argument("--all", action="store_true", help="every client of the store and the inventories")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
@@ -236,6 +244,12 @@ def _ledger(store: EvidenceStore, client: str) -> ledger.Ledger:
 def cmd_status(args: argparse.Namespace) -> int:
     project = _project()
     store = _store(args)
+    if getattr(args, "all", False) == bool(args.client):
+        raise UsageError("give one CLIENT, or --all for every client (not both)")
+    if args.all:
+        from offboard import fleet
+
+        return fleet.print_fleet(fleet.fleet(store, project / "inventories"), args.json)
     _client_known(args.client, project, store)
     folded = _ledger(store, args.client)
     runs = list(store.runs(args.client))
