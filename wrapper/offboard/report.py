@@ -743,8 +743,10 @@ In the client's evidence folder (evidence/{client}/, or the bundle's data/eviden
      sha256sum -c HEAD                         # the newest manifest is the one HEAD names
      for run in */; do
        ( cd "$run" && sha256sum --strict --quiet -c MANIFEST.sha256 &&
-         {{ [ ! -f PREVIOUS.sha256 ] || sha256sum --quiet -c PREVIOUS.sha256; }} ) || echo "FAILED: $run"
-     done
+         {{ [ ! -f PREVIOUS.sha256 ] || sha256sum --quiet -c PREVIOUS.sha256; }} &&
+         diff <(find . -type f ! -path './MANIFEST.sha256*' | sed 's|^\\./||' | sort) \\
+              <(sed 's/^[0-9a-f]*  //' MANIFEST.sha256 | sort) ) || echo "FAILED: $run"
+     done                                      # (bash; the diff finds files added after sealing)
    Walk the chain from HEAD through each run's PREVIOUS.sha256: every run is reached once, and only the
    first run has no PREVIOUS.sha256.
 
