@@ -158,6 +158,9 @@ def test_bundle_checks_with_standard_tools_only(tmp_path, monkeypatch):
         tar.extractall(dest, filter="data")
     (bag,) = dest.iterdir()
     assert (bag / "bagit.txt").read_text().startswith("BagIt-Version: 1.0")
+    import bagit  # the Library of Congress validator archivists use
+
+    bagit.Bag(str(bag)).validate()
     assert (bag / "data" / "report" / f"{CLIENT}-report.html").is_file()
     done = run_verify_md(bag)
     assert done.returncode == 0, done.stdout + done.stderr

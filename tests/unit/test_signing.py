@@ -154,3 +154,25 @@ def test_time_stamps_from_a_real_local_tsa(tmp_path, monkeypatch, capsys):
     (run / signing.SIG_TSR).write_bytes((run / signing.SIG_TSR).read_bytes()[:-3] + b"\0\0\0")
     rc, out = verify(root, "--allowed-signers", str(allowed(tmp_path, key)), capsys=capsys)
     assert rc == 1 and f"{run.name}/{signing.SIG_TSR}" in out
+
+
+def test_the_client_inventory_can_name_the_key_relative_to_itself(tmp_path, monkeypatch):
+    for name in ("OFFBOARD_SIGNING_KEY", "OFFBOARD_TSA_URL"):
+        monkeypatch.delenv(name, raising=False)
+    project = tmp_path / "project"
+    inv = project / "inventories" / CLIENT
+    (inv / "group_vars").mkdir(parents=True)
+    (project / "offboard.yml").write_text("---\n")
+    keypair(inv, "evidence-key")
+    (inv / "group_vars" / f"{CLIENT}.yml").write_text(
+        "offboard_signing_key: evidence-key\n"
+        "offboard_tsa_url: http://127.0.0.1:9/tsa\n"
+        "some_secret: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\n"
+    )
+    monkeypatch.setenv("OFFBOARD_PROJECT_DIR", str(project))
+    cfg = signing.config_for(CLIENT)
+    assert cfg.key == inv / "evidence-key" and cfg.tsa_url == "http://127.0.0.1:9/tsa"
+    run = new_run(tmp_path / "evidence", "20260101T000000.000Z-ffffff")
+    manifest.seal(run)  # the TSA on port 9 does not answer: signed, not time-stamped, sealed all the same
+    assert (run / signing.SIG).is_file() and not (run / signing.SIG_TSR).exists()
+    assert manifest.read_head(run.parent)[1] == run.name
