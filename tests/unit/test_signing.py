@@ -164,7 +164,8 @@ def test_the_client_inventory_can_name_the_key_relative_to_itself(tmp_path, monk
     (inv / "group_vars").mkdir(parents=True)
     (project / "offboard.yml").write_text("---\n")
     keypair(inv, "evidence-key")
-    (inv / "group_vars" / f"{CLIENT}.yml").write_text(
+    (inv / "group_vars" / CLIENT).mkdir()
+    (inv / "group_vars" / CLIENT / "main.yml").write_text(
         "offboard_signing_key: evidence-key\n"
         "offboard_tsa_url: http://127.0.0.1:9/tsa\n"
         "some_secret: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\n"

@@ -12,8 +12,8 @@ Files a signed run holds (docs/evidence.md):
                             over the manifest of an unsigned run), from the configured TSA
 The .sig and .tsr files come after the manifest and are not listed in it.
 
-Configuration, environment first, then the client's inventory (group_vars/<client>.yml, all.yml or the
-client group's vars in hosts.yml; relative paths are relative to the inventory folder):
+Configuration, environment first, then the client's inventory (group_vars/<client>[.yml|/*.yml],
+group_vars/all, or the client group's vars in hosts.yml; relative paths are relative to the inventory folder):
   OFFBOARD_SIGNING_KEY      offboard_signing_key       OpenSSH private key file (no passphrase, 0600)
   OFFBOARD_ALLOWED_SIGNERS  offboard_allowed_signers   allowed_signers for verify (ssh-keygen(1) format);
                                                        default <evidence>/<client>/allowed_signers
@@ -77,10 +77,15 @@ def _inventory_settings(client: str) -> tuple[dict[str, Any], Path | None]:
         data = _load(inv / name)
         if isinstance(data, dict) and isinstance(data.get(client), dict):
             found.update(data[client].get("vars") or {})
-    for name in ("all.yml", "all.yaml", f"{client}.yml", f"{client}.yaml"):
-        data = _load(inv / "group_vars" / name)
-        if isinstance(data, dict):
-            found.update(data)
+    for group in ("all", client):  # group_vars/<group>.yml or every file of group_vars/<group>/
+        base = inv / "group_vars"
+        files = [base / f"{group}.yml", base / f"{group}.yaml"]
+        if (base / group).is_dir():
+            files += sorted(p for p in (base / group).iterdir() if p.suffix in (".yml", ".yaml"))
+        for path in files:
+            data = _load(path)
+            if isinstance(data, dict):
+                found.update(data)
     return found, inv
 
 
