@@ -177,3 +177,13 @@ def test_the_client_inventory_can_name_the_key_relative_to_itself(tmp_path, monk
     manifest.seal(run)  # the TSA on port 9 does not answer: signed, not time-stamped, sealed all the same
     assert (run / signing.SIG).is_file() and not (run / signing.SIG_TSR).exists()
     assert manifest.read_head(run.parent)[1] == run.name
+
+
+def test_a_key_ssh_keygen_refuses_seals_unsigned_not_half_signed(tmp_path, monkeypatch, capsys):
+    key = keypair(tmp_path)
+    key.chmod(0o644)  # ssh-keygen ignores private keys others can read
+    monkeypatch.setenv("OFFBOARD_SIGNING_KEY", str(key))
+    run = new_run(tmp_path / "evidence", "20260101T000000.000Z-111111")
+    manifest.seal(run)
+    assert not (run / signing.SIGNER).exists() and not (run / signing.SIG).exists()
+    assert "bad permissions" in capsys.readouterr().err

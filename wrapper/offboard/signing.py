@@ -123,13 +123,12 @@ def config_for(client: str, client_dir: Path | None = None, allowed_signers: Pat
 
 # --- sealing ------------------------------------------------------------------------------------
 def public_key(key: Path) -> str:
-    """The OpenSSH public key line of a private key file (its .pub when present)."""
-    pub = key.with_name(key.name + ".pub")
-    if pub.is_file():
-        return pub.read_text(encoding="utf-8").strip()
+    """The OpenSSH public key line of a private key file, read from the key itself: this also proves
+    ssh-keygen can load it (permissions, no passphrase) before the run commits to a signature."""
     out = _run(["ssh-keygen", "-y", "-f", str(key)])
     if out.returncode != 0:
-        raise SigningError(f"cannot read signing key {key}: {out.stderr.strip() or 'ssh-keygen -y failed'}")
+        why = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "ssh-keygen -y failed"
+        raise SigningError(f"cannot use signing key {key}: {why}")
     return out.stdout.strip()
 
 
