@@ -197,3 +197,15 @@ def test_bundle_refuses_names_sha256sum_cannot_carry(tmp_path, bad):
     (run / bad).write_text("x")
     with pytest.raises(bundle.BundleError):
         bundle.make_bundle(EvidenceStore(root), CLIENT, tmp_path / "b.tar.gz", pdf=False)
+
+
+def test_bundle_refuses_a_run_folder_name_a_shell_would_interpret(tmp_path):
+    root = tmp_path / "evidence"
+    make_store(root, "20260101T000000.000Z-aaaaaa$(touch pwned)")
+    with pytest.raises(bundle.BundleError, match="names no run id has"):
+        bundle.make_bundle(EvidenceStore(root), CLIENT, tmp_path / "b.tar.gz", pdf=False)
+
+
+def test_verify_md_quotes_every_name_it_puts_in_a_command():
+    text = bundle.verify_md(CLIENT, ["r1", "r2"], {"r2": "o'brien; rm -rf ~"}, "configured", "bag")
+    assert "-I 'o'\"'\"'brien; rm -rf ~'" in text

@@ -15,6 +15,8 @@ import argparse
 import datetime as dt
 import hashlib
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,8 @@ from offboard import manifest, report, signing
 from offboard.evidence import EvidenceStore
 
 BAGIT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+# Run ids go into shell commands a reviewer pastes: only names a shell takes literally are bundled.
+_SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$")
 
 
 class BundleError(RuntimeError):
@@ -41,6 +45,11 @@ def _copy_client(store: EvidenceStore, client: str, dest: Path) -> list[str]:
     src = store.client_dir(client)
     dest.mkdir(parents=True)
     runs = [r for r in store.run_ids(client) if (src / r / manifest.MANIFEST).is_file()]
+    unsafe = [r for r in runs if not _SAFE_RUN_ID.match(r)]
+    if unsafe:
+        raise BundleError(
+            f"run folder(s) with names no run id has: {unsafe!r}; check the store (offboard verify)"
+        )
     if (src / manifest.HEAD).is_file():
         shutil.copy2(src / manifest.HEAD, dest / manifest.HEAD)
     for run_id in runs:
@@ -84,6 +93,7 @@ def _allowed_signers(cfg: signing.Config, client_dir: Path, runs: list[str], des
 
 def verify_md(client: str, runs: list[str], signed: dict[str, str], signers_from: str, bag: str) -> str:
     ev = f"data/evidence/{client}"
+    q = shlex.quote  # every name in a command is quoted: principals come from allowed_signers
     lines = [
         f"# Verifying the offboarding evidence of client `{client}`",
         "",
@@ -103,25 +113,25 @@ def verify_md(client: str, runs: list[str], signed: dict[str, str], signers_from
         "sha256sum --strict --quiet -c tagmanifest-sha256.txt",
         "# 2. The evidence chain: HEAD names the newest manifest; each run's files match its manifest;",
         "#    each PREVIOUS.sha256 names the previous run's manifest (a deleted run breaks it)",
-        f"cd {ev}",
+        f"cd {q(ev)}",
         "sha256sum --strict --quiet -c HEAD",
     ]
     for run_id in runs:
         lines.append(
-            f"( cd {run_id} && sha256sum --strict --quiet -c MANIFEST.sha256"
+            f"( cd {q(run_id)} && sha256sum --strict --quiet -c MANIFEST.sha256"
             + (" && sha256sum --strict --quiet -c PREVIOUS.sha256 )" if run_id != runs[0] else " )")
         )
         # files added to a run after sealing: present but not listed (bash process substitution)
         lines.append(
-            f"diff <(cd {run_id} && find . -type f ! -path './MANIFEST.sha256*' | sed 's|^\\./||' | sort) "
-            f"<(sed 's/^[0-9a-f]*  //' {run_id}/MANIFEST.sha256 | sort)"
+            f"diff <(cd {q(run_id)} && find . -type f ! -path './MANIFEST.sha256*' | sed 's|^\\./||' | sort) "
+            f"<(sed 's/^[0-9a-f]*  //' {q(run_id + '/MANIFEST.sha256')} | sort)"
         )
     if signed:
         lines += ["# 3. Signatures over each manifest (namespace offboard-evidence)"]
         for run_id, principal in signed.items():
             lines.append(
-                f"ssh-keygen -Y verify -f allowed_signers -I {principal} -n {signing.NAMESPACE} "
-                f"-s {run_id}/{signing.SIG} < {run_id}/{manifest.MANIFEST}"
+                f"ssh-keygen -Y verify -f allowed_signers -I {q(principal)} -n {signing.NAMESPACE} "
+                f"-s {q(f'{run_id}/{signing.SIG}')} < {q(f'{run_id}/{manifest.MANIFEST}')}"
             )
     lines += ["echo 'all checks passed'", "```", ""]
     unsigned = [r for r in runs if r not in signed]
