@@ -209,3 +209,24 @@ def test_bundle_refuses_a_run_folder_name_a_shell_would_interpret(tmp_path):
 def test_verify_md_quotes_every_name_it_puts_in_a_command():
     text = bundle.verify_md(CLIENT, ["r1", "r2"], {"r2": "o'brien; rm -rf ~"}, "configured", "bag")
     assert "-I 'o'\"'\"'brien; rm -rf ~'" in text
+
+
+def test_bundle_without_configured_signers_derives_them_and_says_so(tmp_path, monkeypatch):
+    key = keypair(tmp_path)
+    monkeypatch.setenv("OFFBOARD_SIGNING_KEY", str(key))
+    monkeypatch.delenv("OFFBOARD_ALLOWED_SIGNERS", raising=False)
+    root = tmp_path / "evidence"
+    run = make_store(root)
+    signer = run / "SIGNER"
+    assert signer.read_text().startswith("ssh-ed25519 ")
+    out = bundle.make_bundle(EvidenceStore(root), CLIENT, tmp_path / "b.tar.gz", pdf=False)
+    with tarfile.open(out) as tar:
+        tar.extractall(tmp_path / "u", filter="data")
+    (bag,) = (tmp_path / "u").iterdir()
+    assert "DERIVED FROM THE EVIDENCE ITSELF" in (bag / "VERIFY.md").read_text()
+    signers = (bag / "data" / "evidence" / CLIENT / "allowed_signers").read_text()
+    assert signers.count("\n") == 1 and signers.startswith(
+        'offboard-signer-1 namespaces="offboard-evidence" '
+    )
+    done = run_verify_md(bag)
+    assert done.returncode == 0 and "Good" in done.stdout, done.stdout + done.stderr

@@ -29,6 +29,7 @@ from offboard.evidence import EvidenceStore
 
 BAGIT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 # Run ids go into shell commands a reviewer pastes: only names a shell takes literally are bundled.
+_PUBKEY = re.compile(r"\A(?:ssh|ecdsa|sk)-[A-Za-z0-9@.-]+ [A-Za-z0-9+/]+={0,2}(?=\s|\Z)")
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$")
 
 
@@ -76,9 +77,9 @@ def _allowed_signers(cfg: signing.Config, client_dir: Path, runs: list[str], des
     for run_id in runs:
         signer = client_dir / run_id / signing.SIGNER
         if signer.is_file():
-            line = signer.read_text(encoding="utf-8").strip()
-            if line and line not in keys:
-                keys.append(line)
+            match = _PUBKEY.match(signer.read_text(encoding="utf-8", errors="replace").strip())
+            if match and match.group(0) not in keys:  # type and base64 only: nothing else reaches the file
+                keys.append(match.group(0))
     if not keys:
         return ""
     dest.write_text(
