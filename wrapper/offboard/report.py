@@ -414,6 +414,7 @@ _CSS = """
 @page { size: A4 landscape; margin: 12mm; }
 * { box-sizing: border-box; }
 body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; font-size: 10.5px; color: #111;
+       print-color-adjust: exact; -webkit-print-color-adjust: exact;
        margin: 0 auto; max-width: 1400px; padding: 16px; }
 h1 { font-size: 20px; margin: 0 0 4px; }
 h2 { font-size: 15px; margin: 22px 0 6px; border-bottom: 2px solid #1f4e79; }
