@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 # Playbooks and molecule read the project's wiring, wherever they are started from.
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := docker.io mmdebstrap openssh-server age bind9-utils
+APT_PACKAGES := docker.io mmdebstrap openssh-server age bind9-utils chromium poppler-utils openssh-client
 
 .PHONY: demo test system venv lab lab-down lint syntax unit integration molecule clean
 

@@ -20,7 +20,7 @@ EXIT_USAGE = 2
 EXIT_PENDING = 75
 
 # Each module exposes register(subparsers) and sets `func` on its parser(s).
-_COMMAND_MODULES = ("lab", "commands", "checklist", "serve")
+_COMMAND_MODULES = ("lab", "commands", "checklist", "serve", "report", "bundle")
 
 
 class UsageError(Exception):

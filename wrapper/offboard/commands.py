@@ -9,7 +9,7 @@ import socket
 import sys
 from pathlib import Path
 
-from offboard import inventory, ledger, manifest, paths, psa, reach, runner
+from offboard import inventory, ledger, manifest, paths, psa, reach, runner, signing
 from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
 from offboard.evidence import EvidenceStore, active_runs
 from offboard.inventory import ClientInventory, InventoryError
@@ -51,10 +51,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "status",
         help="the ledger: per host and component, done or pending",
         description="Fold every run's evidence records of CLIENT into the ledger (removed, "
-        "absent, failed, unreachable, pending) and print it with the pending list.",
+        "absent, failed, unreachable, pending) and print it with the pending list. With --all: "
+        "every client, per phase done/pending/failed device counts and the oldest pending item.",
         epilog=_EXITS,
     )
-    common(p)
+    p.add_argument("client", metavar="CLIENT", nargs="?", help="client name (omit with --all)")
+    p.add_argument(
+        "--evidence-dir",
+        type=Path,
+        metavar="DIR",
+        help="evidence store root (default: $OFFBOARD_EVIDENCE_DIR or <project>/evidence)",
+    )
+    p.add_argument("--all", action="store_true", help="every client of the store and the inventories")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
@@ -79,6 +87,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     common(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--allowed-signers",
+        type=Path,
+        metavar="FILE",
+        help="ssh-keygen allowed_signers to check manifest signatures against (default: "
+        "$OFFBOARD_ALLOWED_SIGNERS, the inventory's offboard_allowed_signers, or <evidence>/CLIENT/"
+        "allowed_signers); keep your own copy: one inside the store is only as safe as the store",
+    )
+    p.add_argument(
+        "--require-signatures", action="store_true", help="fail every unsigned run, not only report it"
+    )
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser(
@@ -229,6 +248,12 @@ def _ledger(store: EvidenceStore, client: str) -> ledger.Ledger:
 def cmd_status(args: argparse.Namespace) -> int:
     project = _project()
     store = _store(args)
+    if getattr(args, "all", False) == bool(args.client):
+        raise UsageError("give one CLIENT, or --all for every client (not both)")
+    if args.all:
+        from offboard import fleet
+
+        return fleet.print_fleet(fleet.fleet(store, project / "inventories"), args.json)
     _client_known(args.client, project, store)
     folded = _ledger(store, args.client)
     runs = list(store.runs(args.client))
@@ -361,11 +386,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         stray = sorted(
             p.name
             for p in client_dir.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.name != manifest.HEAD
+            if p.is_file()
+            and not p.name.startswith(".")
+            and p.name not in (manifest.HEAD, signing.ALLOWED_SIGNERS)
         )
         report.problems.extend(
             manifest.Problem(name, "added (unexpected file in the client folder)") for name in stray
         )
+    sigs = _verify_signatures(args, store, client_dir, report)
     if args.json:
         json.dump(
             {
@@ -375,6 +403,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "files": report.files_checked,
                 "problems": [vars(p) for p in report.problems],
                 "notes": report.notes,
+                "signatures": [vars(r) for r in sigs.runs] if sigs else [],
             },
             sys.stdout,
             indent=1,
@@ -390,6 +419,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"verify {args.client}: {report.runs_checked} run(s), {report.files_checked} file(s): {verdict}"
         )
     return EXIT_OK if report.ok else EXIT_ERROR
+
+
+def _verify_signatures(
+    args: argparse.Namespace, store: EvidenceStore, client_dir: Path, report: manifest.VerifyReport
+) -> signing.SignatureReport | None:
+    """The signature step of verify (signing.py): its problems and notes join the report."""
+    if not client_dir.is_dir():
+        return None
+    cfg = signing.config_for(args.client, client_dir, getattr(args, "allowed_signers", None))
+    sigs = signing.verify_runs(
+        client_dir, store.run_ids(args.client), cfg, getattr(args, "require_signatures", False)
+    )
+    report.problems.extend(manifest.Problem(path, what) for path, what in sigs.problems)
+    report.notes.extend(sigs.notes)
+    good = sigs.count("signed")
+    if good:
+        who = sorted({r.principal for r in sigs.runs if r.state == "signed"})
+        report.notes.append(f"{good} run(s) signed, signatures good ({', '.join(who)})")
+    return sigs
 
 
 # --- preflight ----------------------------------------------------------------------------------

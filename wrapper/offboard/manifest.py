@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from offboard import signing
 from offboard.fsutil import atomic_write_text, locked, tighten_tree
 
 MANIFEST = "MANIFEST.sha256"
@@ -71,13 +72,14 @@ def parse_line(line: str) -> tuple[str, str] | None:
 
 
 def run_files(run_dir: Path) -> Iterator[str]:
-    """Relative paths (posix) of every file below run_dir except its manifest, sorted, streamed per folder."""
+    """Relative paths (posix) of every file below run_dir except its manifest and the signature and
+    time-stamp files made over it (signing.DETACHED), sorted, streamed per folder."""
     for root, dirs, files in os.walk(run_dir):
         dirs.sort()
         rel_root = Path(root).relative_to(run_dir)
         for name in sorted(files):
             rel = (rel_root / name).as_posix()
-            if rel != MANIFEST:
+            if rel != MANIFEST and rel not in signing.DETACHED:
                 yield rel
 
 
@@ -98,8 +100,10 @@ def seal(run_dir: Path) -> str:
     """Write PREVIOUS.sha256 and MANIFEST.sha256 for a finished run, advance HEAD; returns the digest.
 
     The chain lock serialises sealing across processes (wrapper runs, plain ansible-playbook runs).
+    With a signing key configured (signing.py) the manifest is signed, and time-stamped with a TSA set.
     """
     client_dir = run_dir.parent
+    sign_cfg = signing.config_for(client_dir.name, client_dir)
     with locked(client_dir / CHAIN_LOCK):
         if (run_dir / MANIFEST).exists():
             raise ValueError(f"{run_dir} is already sealed")
@@ -107,8 +111,12 @@ def seal(run_dir: Path) -> str:
         head = read_head(client_dir)
         if head:
             atomic_write_text(run_dir / PREVIOUS, format_line(head[0], f"../{head[1]}/{MANIFEST}"))
+        for name in signing.DETACHED:  # only ever made over this manifest: none may exist before it
+            (run_dir / name).unlink(missing_ok=True)
+        signed = signing.before_manifest(run_dir, sign_cfg)
         lines = (format_line(sha256_file(run_dir / rel), rel) for rel in run_files(run_dir))
         atomic_write_text(run_dir / MANIFEST, "".join(lines))
+        signing.after_manifest(run_dir, sign_cfg, signed)
         digest = sha256_file(run_dir / MANIFEST)
         atomic_write_text(client_dir / HEAD, format_line(digest, f"{run_dir.name}/{MANIFEST}"))
     return digest
