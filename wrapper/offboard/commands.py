@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import socket
@@ -10,8 +11,9 @@ import sys
 from pathlib import Path
 
 from offboard import inventory, ledger, manifest, paths, reach, runner
-from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, UsageError
+from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
 from offboard.evidence import EvidenceStore, active_runs
+from offboard.fsutil import is_link
 from offboard.inventory import ClientInventory, InventoryError
 from offboard.lock import Holder, LockHeld, RunLock
 from offboard.progress import stream_table, table
@@ -114,7 +116,7 @@ def _writable_store(args: argparse.Namespace, client: str) -> EvidenceStore | No
     try:
         client_dir = store.client_dir(client, create=True)
         probe = client_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         probe.unlink()
     except OSError as exc:
         print(
@@ -142,6 +144,33 @@ def _split_tags(text: str, project: Path) -> list[str]:
     return tags
 
 
+def _redactor(project: Path, inv: ClientInventory):
+    """The run's redactor; None (after saying why) when the vault cannot be loaded or holds a short secret."""
+    from offboard import scrub
+
+    try:
+        return runner.collect_redactor(project, inv.path)
+    except (scrub.VaultSourceError, scrub.ShortSecretError) as exc:
+        print(f"offboard: refused: {exc}. Nothing was run.", file=sys.stderr)
+        return None
+
+
+def _execute(request: runner.RunRequest, store: EvidenceStore, project: Path) -> runner.RunResult | None:
+    """runner.execute, with evidence that cannot be written (disk full) said in one line, not a traceback."""
+    try:
+        return runner.execute(request, store, project)
+    except runner.EvidenceWriteError as exc:
+        print(f"offboard: {exc}", file=sys.stderr)
+    except OSError as exc:
+        full = "the disk is full (ENOSPC)" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        print(
+            f"offboard: evidence cannot be written in {store.root}: {full}"
+            f"{f' ({exc.filename})' if exc.filename else ''}. Free space (or fix the store) and run again.",
+            file=sys.stderr,
+        )
+    return None
+
+
 def _lock(store: EvidenceStore, client: str, command: str) -> RunLock | None:
     holder = Holder(
         run_id="(starting)",
@@ -155,6 +184,9 @@ def _lock(store: EvidenceStore, client: str, command: str) -> RunLock | None:
         return RunLock(store.client_dir(client), client).acquire(holder)
     except LockHeld as exc:
         print(f"offboard: refused: {exc}", file=sys.stderr)
+        return None
+    except OSError as exc:  # a planted .run.lock symlink (O_NOFOLLOW), a full disk
+        print(f"offboard: refused: cannot take the client's run lock: {exc}", file=sys.stderr)
         return None
 
 
@@ -172,6 +204,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     project = _project()
     tags = _split_tags(args.tags, project)
     inv = _load_inventory(args.client, project, args.limit)
+    redact = _redactor(project, inv)
+    if redact is None:
+        return EXIT_USAGE
     store = _writable_store(args, args.client)
     if store is None:
         return EXIT_ERROR
@@ -182,6 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         request = runner.RunRequest(
             client=args.client,
             inventory=inv,
+            redact=redact,
             tags=tags,
             user_limit=args.limit,
             check=args.check,
@@ -189,7 +225,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             phases=inventory.selected_phases(tags, project),
             preflight_timeout=args.preflight_timeout,
         )
-        result = runner.execute(request, store, project)
+        result = _execute(request, store, project)
+    if result is None:
+        return EXIT_ERROR
     return _report_run(result, store, args.client)
 
 
@@ -229,9 +267,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     folded = _ledger(store, args.client)
     runs = list(store.runs(args.client))
     active = active_runs(store, args.client)
-    incomplete = [m.run_id for m in runs if not m.complete and m.run_id not in active]
+    unsealed = [
+        r for r in store.run_ids(args.client) if not store.is_sealed(args.client, r) and r not in active
+    ]
+    incomplete = sorted({m.run_id for m in runs if not m.complete and m.run_id not in active} | set(unsealed))
     if args.json:
-        _status_json(folded, incomplete, sorted(active), sys.stdout)
+        _status_json(folded, incomplete, sorted(active), sys.stdout, unsealed)
         return folded.exit_code()
     if not runs:
         print(f"no evidence yet for client {args.client} in {store.root}")
@@ -242,7 +283,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{', check mode' if last.check_mode else ''})"
     )
     for run_id in incomplete:
-        print(f"  run {run_id} is INCOMPLETE (ended before ansible's final stats)")
+        if run_id in unsealed:
+            print(f"  run {run_id} is UNSEALED: not evidence, not counted (`offboard verify` fails on it)")
+        else:
+            print(f"  run {run_id} is INCOMPLETE (ended before ansible's final stats)")
     for run_id in sorted(active):
         print(f"  run {run_id} is in progress")
     print()
@@ -270,7 +314,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     return folded.exit_code()
 
 
-def _status_json(folded: ledger.Ledger, incomplete: list[str], active: list[str], out) -> None:
+def _status_json(
+    folded: ledger.Ledger, incomplete: list[str], active: list[str], out, unsealed: list[str] | None = None
+) -> None:
     """The ledger as one JSON object, rows streamed (one compact line each) instead of built in memory."""
     head = {
         "client": folded.client,
@@ -279,6 +325,7 @@ def _status_json(folded: ledger.Ledger, incomplete: list[str], active: list[str]
         "exit_code": folded.exit_code(),
         "pending": folded.pending(),
         "incomplete_runs": incomplete,
+        "unsealed_runs": unsealed or [],
         "active_runs": active,
     }
     text = json.dumps(head, indent=1)
@@ -293,6 +340,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
     os.umask(0o077)
     project = _project()
     inv = _load_inventory(args.client, project)
+    redact = _redactor(project, inv)
+    if redact is None:
+        return EXIT_USAGE
     store = _writable_store(args, args.client)
     if store is None:
         return EXIT_ERROR
@@ -300,9 +350,24 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if lock is None:
         return EXIT_ERROR
     with lock:
-        runner.recover(store, args.client, runner.collect_redactor(project, inv.path), sys.stdout)
-        todo = _ledger(store, args.client).outstanding()
+        runner.recover(store, args.client, None, sys.stdout)
+        if not _sealed_runs(store, args.client):
+            print(
+                f"offboard: no sealed evidence for client {args.client} in {store.root}: nothing has run "
+                "yet, or the store was lost (a CI cache evicted?). Retry has nothing to go on: restore the "
+                f"store, or start with `offboard run {args.client}`.",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        folded = _ledger(store, args.client)
+        todo = folded.outstanding()
         known = set(inv.names)
+        # A host of the inventory that never reached a terminal state in a phase that has run (it was
+        # added later, or outside every run's limit) is outstanding for that phase too.
+        for phase in folded.phases_run():
+            for host in known:
+                if (host, phase) not in folded.host_phases:
+                    todo.setdefault(host, set()).add(phase)
         gone = sorted(set(todo) - known)
         if gone:
             print(f"note: not in the inventory any more, not retried: {', '.join(gone)}")
@@ -323,13 +388,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
             request = runner.RunRequest(
                 client=args.client,
                 inventory=subset,
+                redact=redact,
                 tags=tags,
                 user_limit=",".join(hosts),
                 command="retry",
                 phases=tags,
                 preflight_timeout=args.preflight_timeout,
             )
-            result = runner.execute(request, store, project)
+            result = _execute(request, store, project)
+            if result is None:
+                return EXIT_ERROR
             print()
             print(table(runner.summary_headers(result), runner.host_summary(result)))
             print(f"run {result.run_id}: {result.metadata.status}; evidence in {result.run_dir}")
@@ -337,9 +405,17 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 return EXIT_ERROR
     folded = _ledger(store, args.client)
     pending = folded.pending()
+    for phase in folded.phases_run():
+        for host in sorted(set(inv.names)):
+            if (host, phase) not in folded.host_phases:
+                pending.append({"host": host, "phase": phase})
     if pending:
         print(f"\nstill outstanding: {', '.join(sorted({p['host'] for p in pending}))}")
-    return folded.exit_code()
+    return folded.exit_code() or (EXIT_PENDING if pending else EXIT_OK)
+
+
+def _sealed_runs(store: EvidenceStore, client: str) -> list[str]:
+    return [r for r in store.run_ids(client) if store.is_sealed(client, r)]
 
 
 # --- verify -------------------------------------------------------------------------------------
@@ -347,18 +423,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     project = _project()
     store = _store(args)
     _client_known(args.client, project, store)
-    client_dir = store.client_dir(args.client)
     report = manifest.VerifyReport(args.client)
-    if client_dir.is_dir():
-        manifest.verify_chain(client_dir, store.run_ids(args.client), active_runs(store, args.client), report)
-        stray = sorted(
-            p.name
-            for p in client_dir.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.name != manifest.HEAD
-        )
-        report.problems.extend(
-            manifest.Problem(name, "added (unexpected file in the client folder)") for name in stray
-        )
+    _verify_store(store, args.client, report)
     if args.json:
         json.dump(
             {
@@ -383,6 +449,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"verify {args.client}: {report.runs_checked} run(s), {report.files_checked} file(s): {verdict}"
         )
     return EXIT_OK if report.ok else EXIT_ERROR
+
+
+def _verify_store(store: EvidenceStore, client: str, report: manifest.VerifyReport) -> None:
+    """Every check `verify` makes, one after another (more, e.g. signatures, can be appended here)."""
+    client_dir = store.client_dir(client)
+    if is_link(client_dir):
+        report.problems.append(manifest.Problem(".", f"{client_dir} is a symlink; the store follows none"))
+        return
+    run_ids = store.run_ids(client) if client_dir.is_dir() else []
+    if not run_ids:
+        report.problems.append(
+            manifest.Problem(
+                ".",
+                f"no evidence for client {client} in {store.root}: nothing to verify. An empty or lost store "
+                "is not evidence that anything was done",
+            )
+        )
+        return
+    manifest.verify_chain(client_dir, run_ids, active_runs(store, client), report)
+    for entry in sorted(os.scandir(client_dir), key=lambda e: e.name):
+        if entry.is_symlink():
+            report.problems.append(manifest.Problem(entry.name, "a symlink (the store follows none)"))
+        elif (
+            entry.is_file(follow_symlinks=False)
+            and not entry.name.startswith(".")
+            and entry.name != manifest.HEAD
+        ):
+            report.problems.append(
+                manifest.Problem(entry.name, "added (unexpected file in the client folder)")
+            )
 
 
 # --- preflight ----------------------------------------------------------------------------------
