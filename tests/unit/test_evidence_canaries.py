@@ -130,16 +130,17 @@ def _store_bytes(store: Path) -> list[tuple[Path, bytes]]:
     return found
 
 
-def _canaries(mini) -> list[str]:
-    generated = [p.read_text() for p in sorted(mini.canary_out.iterdir())] if mini.canary_out.exists() else []
+def _canaries(project) -> list[str]:
+    out = project.canary_out
+    generated = [p.read_text() for p in sorted(out.iterdir())] if out.exists() else []
     return [CANARY_VAULT, CANARY_ENV, URL_PASSWORD, VAULT_PASSWORD, *generated]
 
 
-def _assert_nowhere(mini, console: str, expect_generated: bool = True) -> None:
-    canaries = _canaries(mini)
+def _assert_nowhere(project, console: str, expect_generated: bool = True) -> None:
+    canaries = _canaries(project)
     if expect_generated:
         assert len(canaries) > 4, "the role did not generate its passwords: the test proves nothing"
-    files = _store_bytes(mini.store)
+    files = _store_bytes(project.store)
     assert files, "no evidence at all"
     for canary in canaries:
         assert canary not in console, f"canary {canary[:12]}... on the console"
@@ -147,9 +148,9 @@ def _assert_nowhere(mini, console: str, expect_generated: bool = True) -> None:
             assert canary.encode() not in data, f"canary {canary[:12]}... in {path}"
 
 
-def _assert_masked_in_evidence(mini) -> None:
+def _assert_masked_in_evidence(project) -> None:
     """The secrets were there to leak (masks present), not absent because nothing ran."""
-    joined = b"".join(data for _, data in _store_bytes(mini.store))
+    joined = b"".join(data for _, data in _store_bytes(project.store))
     assert b"********" in joined
     assert b"postgres://app:********@db.example.test" in joined  # the URL survives, its password does not
 
@@ -232,7 +233,9 @@ def test_kill_9_mid_run_leaves_no_canary_and_recovery_uses_no_other_runs_secrets
     killed_console = proc.communicate()[0].decode("utf-8", "replace")
     time.sleep(1.5)  # the callback's watchdog ends the orphaned ansible-playbook
     # The next run has a different environment: recovery must not scrub the dead run's leftovers with it.
-    rerun = careless.offboard("run", "mini", DATABASE_URL="postgres://app:other@db", MSP_API_TOKEN="other-token-1")
+    rerun = careless.offboard(
+        "run", "mini", DATABASE_URL="postgres://app:other@db", MSP_API_TOKEN="other-token-1"
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     _assert_nowhere(careless, killed_console + rerun.stdout + rerun.stderr)
     assert careless.offboard("verify", "mini").returncode == 0
