@@ -359,15 +359,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_ERROR
-        folded = _ledger(store, args.client)
-        todo = folded.outstanding()
         known = set(inv.names)
-        # A host of the inventory that never reached a terminal state in a phase that has run (it was
-        # added later, or outside every run's limit) is outstanding for that phase too.
-        for phase in folded.phases_run():
-            for host in known:
-                if (host, phase) not in folded.host_phases:
-                    todo.setdefault(host, set()).add(phase)
+        todo = outstanding(_ledger(store, args.client), known)
         gone = sorted(set(todo) - known)
         if gone:
             print(f"note: not in the inventory any more, not retried: {', '.join(gone)}")
@@ -405,13 +398,23 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 return EXIT_ERROR
     folded = _ledger(store, args.client)
     pending = folded.pending()
-    for phase in folded.phases_run():
-        for host in sorted(set(inv.names)):
-            if (host, phase) not in folded.host_phases:
-                pending.append({"host": host, "phase": phase})
+    never = {h: p for h, p in outstanding(folded, set(inv.names)).items() if h not in folded.outstanding()}
+    pending += [{"host": host} for host in sorted(never)]
     if pending:
         print(f"\nstill outstanding: {', '.join(sorted({p['host'] for p in pending}))}")
     return folded.exit_code() or (EXIT_PENDING if pending else EXIT_OK)
+
+
+def outstanding(folded: ledger.Ledger, inventory_hosts: set[str]) -> dict[str, set[str]]:
+    """Host -> phases to retry: the ledger's outstanding host-phases, plus every inventory host that never
+    reached a terminal state in a phase that has run (added to the inventory later, or left outside
+    every run's limit): nothing says it is done, so it is not."""
+    todo = {host: set(phases) for host, phases in folded.outstanding().items()}
+    for phase in folded.phases_run():
+        for host in inventory_hosts:
+            if (host, phase) not in folded.host_phases:
+                todo.setdefault(host, set()).add(phase)
+    return todo
 
 
 def _sealed_runs(store: EvidenceStore, client: str) -> list[str]:
