@@ -14,6 +14,7 @@ and seals the run into the client's hash chain, so `offboard status` and `offboa
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import json
@@ -133,10 +134,31 @@ def _install_redaction(get: Any) -> None:
 
         def redacted_set(key: Any, value: Any, _setter: Any = setter) -> Any:
             redact = get()
-            return _setter(key, redact.data(value) if redact is not None else value)
+            try:
+                return _setter(key, redact.data(value) if redact is not None else value)
+            except OSError:
+                # The event cannot reach the wrapper (disk full): the run must not go on without
+                # evidence. Raising here would only kill Ansible's results thread and hang the run.
+                _stop_from_any_thread()
+                return None
 
         redacted_set._offboard_redacts = True  # type: ignore[attr-defined]
         cache.set = redacted_set
+
+
+_STOPPING = threading.Event()
+
+
+def _stop_from_any_thread() -> None:
+    """Stop ansible-playbook: SystemExit in the main thread; from another thread (Ansible's results
+    thread, where an exception would only end that thread and leave the run hanging) a KeyboardInterrupt
+    delivered to the main thread, which Ansible handles by ending the run and its workers."""
+    first = not _STOPPING.is_set()
+    _STOPPING.set()
+    if threading.current_thread() is threading.main_thread():
+        raise EvidenceUnwritable(1)
+    if first:
+        _thread.interrupt_main()
 
 
 class EvidenceUnwritable(SystemExit):
@@ -243,19 +265,20 @@ class CallbackModule(CallbackBase):
                 _evidence.write_metadata(self.run_dir, self.meta)
                 _manifest.seal(self.run_dir)
         where = f" in {self.run_dir}" if self.run_dir else ""
-        self._display.error(
-            f"offboard_evidence: evidence cannot be written{where}: {why}. Stopping the run: an offboarding "
-            "without evidence is not done. Free space (or fix the store) and run it again."
-        )
+        with contextlib.suppress(Exception):  # under the wrapper, displaying writes an event too
+            self._display.error(
+                f"offboard_evidence: evidence cannot be written{where}: {why}. Stopping the run: an "
+                "offboarding without evidence is not done. Free space (or fix the store) and run it again."
+            )
         if self.lock is not None:
             with contextlib.suppress(Exception):
                 self.lock.release()
-        raise EvidenceUnwritable(1)
+        _stop_from_any_thread()
 
     def _stop_secret(self, message: str) -> None:
         self.disabled = True
         self._display.error(f"offboard_evidence: refused: {message}")
-        raise EvidenceUnwritable(1)
+        _stop_from_any_thread()
 
     # --- secrets -------------------------------------------------------------------------------
     def v2_playbook_on_start(self, playbook) -> None:

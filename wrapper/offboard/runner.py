@@ -238,6 +238,9 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
         except OSError as exc:
             write_error = exc
         write_error = write_error or events.error
+        if write_error is None and progress.stats is None and _disk_full(work):
+            # Ansible stopped because its own evidence writes failed (records, events for the wrapper).
+            write_error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         artifacts = work / "artifacts" / run_id
         if artifacts.is_dir() and write_error is None:
             try:
@@ -268,6 +271,15 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
             "sealed as incomplete with what was already scrubbed; free space and run it again"
         )
     return RunResult(run_id, run_dir, meta, checks, progress.stats)
+
+
+def _disk_full(path: Path) -> bool:
+    """Less than 64 KiB free for us where the run writes: nothing more can be written there."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 def _why(exc: OSError) -> str:
