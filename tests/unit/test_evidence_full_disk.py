@@ -39,7 +39,8 @@ def small_disk(tmp_path):
     mount.mkdir()
 
     def mounted(size: str) -> Path:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount)], check=True)
+        options = f"size={size},mode=0700"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], check=True)
         return mount
 
     yield mounted
