@@ -202,7 +202,7 @@ class CallbackModule(CallbackBase):
         self.var_manager: Any = None
         # Secrets this run must never write or print: the environment's now, the vault's once the
         # playbook's loader has them, and values the run creates (generated passwords) as they appear.
-        self.redact = _scrub.Redactor(_scrub.secrets_from_env(os.environ))
+        self.redact = _scrub.env_redactor(os.environ)
         _scrub.set_active(self.redact)
         _install_redaction(lambda: self.redact)
         if self.wrapped and os.environ.get("OFFBOARD_WRAPPER_PID", "").isdigit():

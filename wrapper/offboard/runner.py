@@ -71,7 +71,9 @@ def collect_redactor(project: Path, inventory: Path) -> scrub.Redactor:
     Raises scrub.VaultSourceError (a vault password script that fails) or scrub.ShortSecretError: the
     run must not start with secrets it could not redact."""
     env = dict(os.environ)
-    return scrub.Redactor(scrub.secrets_from_env(env) + scrub.secrets_from_vault(env, inventory))
+    redact = scrub.env_redactor(env)
+    redact.add(scrub.secrets_from_vault(env, inventory))
+    return redact
 
 
 def recover(store: EvidenceStore, client: str, redact: scrub.Redactor | None, out: TextIO) -> list[str]:

@@ -24,6 +24,7 @@ EVENTS_FILE = "job_events.jsonl"  # every job event of a run, one JSON object pe
 
 MASK = "********"
 MIN_SECRET_LEN = 6
+SHORT_SECRET_MIN = 3  # below this, not even a whole value is masked ("ok", "0" would go everywhere)
 # Variables kept (values still redacted) in the rebuilt `command` artifact: they explain the run.
 _ENV_KEEP = re.compile(
     r"^(ANSIBLE_(?!.*(PASS|SECRET|TOKEN|KEY|VAULT)).*|OFFBOARD_(RUN_ID|CLIENT|OPERATOR)|PWD)$"
@@ -61,8 +62,11 @@ class Redactor:
         self._re: re.Pattern[str] | None = None
         self.add(values)
 
-    def add(self, values: Iterable[Any]) -> None:
-        """Learn more secret values (e.g. a password generated during the run)."""
+    def add(self, values: Iterable[Any], short: bool = False) -> None:
+        """Learn more secret values (e.g. a password generated during the run).
+
+        Parts shorter than MIN_SECRET_LEN are ignored unless `short` (values known to be secrets, e.g.
+        an environment variable named like a token): those are masked as whole values only."""
         before = len(self._needles)
         for value in values:
             if value is None or isinstance(value, bool):
@@ -75,7 +79,7 @@ class Redactor:
                     escaped = json.dumps(part)[1:-1]
                     if escaped != part:
                         self._needles.add(escaped)
-                elif part.strip() and part != MASK:
+                elif short and len(part.strip()) >= SHORT_SECRET_MIN and part != MASK:
                     self.short.add(part)
         if len(self._needles) != before:
             # Longest first, so a secret containing another is masked whole.
@@ -113,11 +117,28 @@ def secrets_from_env(env: Mapping[str, str]) -> list[str]:
     found = []
     for key, value in env.items():
         found.extend(_url_passwords(value))
-        if key in _ENV_NOT_SECRET:
+        if key in _ENV_NOT_SECRET or not value or _is_path_var(key, value):
             continue
-        if value and (looks_secret(key) or _ENV_SECRET_HINT.search(key)) and not _is_path_var(key, value):
+        if looks_secret(key) or _ENV_SECRET_HINT.search(key):
             found.append(value)
     return found
+
+
+def short_env_secrets(env: Mapping[str, str]) -> list[str]:
+    """Short values (under MIN_SECRET_LEN) of variables clearly named as secrets (MSP_API_TOKEN): masked as
+    whole values only. Looser hints (ANSIBLE_HOST_KEY_CHECKING=False) would mask every "False"."""
+    return [
+        value
+        for key, value in env.items()
+        if key not in _ENV_NOT_SECRET and looks_secret(key) and 0 < len(value.strip()) < MIN_SECRET_LEN
+    ]
+
+
+def env_redactor(env: Mapping[str, str]) -> Redactor:
+    """A redactor holding the environment's secrets (long ones anywhere, short ones as whole values)."""
+    redact = Redactor(secrets_from_env(env))
+    redact.add(short_env_secrets(env), short=True)
+    return redact
 
 
 def _is_path_var(key: str, value: str) -> bool:
@@ -307,7 +328,7 @@ def set_active(redact: Redactor | None) -> None:
 
 def active() -> Redactor:
     """This process's redactor (environment secrets and URL passwords at least)."""
-    return _ACTIVE if _ACTIVE is not None else Redactor(secrets_from_env(os.environ))
+    return _ACTIVE if _ACTIVE is not None else env_redactor(os.environ)
 
 
 def redact_bytes(data: bytes, redact: Redactor) -> bytes:
