@@ -50,6 +50,7 @@ try:
     from offboard.lock import LockHeld as _LockHeld
     from offboard.lock import RunLock as _RunLock
     from offboard.records import Record as _Record
+    from offboard.records import RecordError as _RecordError
     from offboard.records import looks_secret as _looks_secret
     from offboard.records import utc_now as _utc_now
 
@@ -246,6 +247,8 @@ class CallbackModule(CallbackBase):
                 self.writer.write(record)
         except OSError as exc:
             self._stop_unwritable(exc)
+        except _RecordError as exc:  # breaks docs/record.schema.json: a bug, and lost evidence if ignored
+            self._stop_unwritable(OSError(errno.EINVAL, str(exc)))
 
     def _stop_unwritable(self, exc: OSError) -> None:
         """Evidence cannot be written: say why (disk full), seal what is there as incomplete, stop."""
@@ -310,7 +313,7 @@ class CallbackModule(CallbackBase):
                 if key in cache and (no_log or _looks_secret(str(key))):
                     found.extend(_scrub.secrets_from_result({"value": cache[key]}, no_log=True))
         register = getattr(task, "register", None)
-        if no_log and register and register in cache:
+        if register and register in cache and (no_log or _looks_secret(str(register))):
             found.extend(_scrub.secrets_from_result(cache[register], no_log=True))
         if found:
             self.redact.add(found)
