@@ -105,3 +105,26 @@ def test_plain_run_stops_when_its_evidence_cannot_be_written(mini, small_disk): 
     assert "evidence cannot be written" in console and "the disk is full" in console
     assert "removed" not in console.split("evidence cannot be written")[-1]  # no task ran after it
     _no_canary(disk)
+
+
+def test_plain_run_stops_on_a_symlinked_client_folder_and_leaves_its_target_alone(mini, tmp_path):  # noqa: F811
+    """Evidence that cannot be written for another reason (a planted symlink) stops a plain run too."""
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o755)
+    target.chmod(0o755)
+    mini.store.parent.mkdir(parents=True, exist_ok=True)
+    mini.store.symlink_to(target)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        ["ansible-playbook", "offboard.yml", "-l", "mini"],
+        cwd=mini.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    console = out.stdout + out.stderr
+    assert out.returncode != 0, console
+    assert "evidence cannot be written" in console and "symlink" in console
+    assert "Traceback" not in console
+    assert (target.stat().st_mode & 0o777) == 0o755 and not list(target.iterdir())
