@@ -26,6 +26,14 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+try:  # the secrets this run knows (vault, environment, generated), shared by the offboard_evidence callback
+    from offboard.records import iter_raw as _iter_raw
+    from offboard.scrub import active as _active_redactor
+    from offboard.scrub import redact_bytes as _redact_bytes
+except ImportError:  # pragma: no cover - only without the offboard package
+    _active_redactor = None
+    _iter_raw = None
+
 DOCUMENTATION = r"""
 module: offboard_docs_package
 short_description: Build and verify the client's hand-over documentation package in the run's evidence
@@ -134,9 +142,7 @@ def msp_software(records: list[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
 
 def newest_exports(client_dir: Path | None, current_run: Path | None) -> dict[str, tuple[Path, str]]:
     """exports/<host>/<...> relative path -> (newest file, run id), across the client's runs."""
-    runs: list[Path] = []
-    if client_dir is not None and client_dir.is_dir():
-        runs = sorted(p for p in client_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    runs = _sealed_runs(client_dir)
     if current_run is not None and current_run not in runs:
         runs.append(current_run)
     newest: dict[str, tuple[Path, str]] = {}
@@ -147,6 +153,8 @@ def newest_exports(client_dir: Path | None, current_run: Path | None) -> dict[st
         for root, _dirs, files in os.walk(base):
             for name in files:
                 path = Path(root) / name
+                if path.is_symlink():
+                    continue  # the store follows no symlink
                 rel = path.relative_to(base).as_posix()
                 if rel.startswith("_client/") or name.startswith("."):
                     continue  # earlier packages are not packed into packages
@@ -154,20 +162,40 @@ def newest_exports(client_dir: Path | None, current_run: Path | None) -> dict[st
     return newest
 
 
+def _sealed_runs(client_dir: Path | None) -> list[Path]:
+    """The client's sealed run folders (real folders with a manifest), oldest first: unsealed ones are
+    not evidence, and a symlink is never followed."""
+    if client_dir is None or client_dir.is_symlink() or not client_dir.is_dir():
+        return []
+    return sorted(
+        p
+        for p in client_dir.iterdir()
+        if not p.name.startswith(".")
+        and not p.is_symlink()
+        and p.is_dir()
+        and (p / "MANIFEST.sha256").is_file()
+        and not (p / "MANIFEST.sha256").is_symlink()
+    )
+
+
 def load_records(client_dir: Path | None) -> list[dict[str, Any]]:
+    """Records of the client's sealed runs, each checked against the record schema (bad lines skipped)."""
     out: list[dict[str, Any]] = []
-    if client_dir is None or not client_dir.is_dir():
-        return out
-    for run in sorted(p for p in client_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for run in _sealed_runs(client_dir):
         path = run / "records.jsonl"
-        if not path.is_file():
+        if path.is_symlink() or not path.is_file():
             continue
-        with path.open(encoding="utf-8") as handle:
+        if _iter_raw is not None:
+            out.extend(_iter_raw(path, lambda *_: None))
+            continue
+        with path.open(encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 try:
-                    out.append(json.loads(line))
+                    data = json.loads(line)
                 except ValueError:
                     continue
+                if isinstance(data, dict):
+                    out.append(data)
     return out
 
 
@@ -310,6 +338,8 @@ class ActionModule(ActionBase):
             preflight_down = json.loads(os.environ.get("OFFBOARD_PREFLIGHT_DOWN") or "{}")
         except ValueError:
             preflight_down = {}
+        # The package leaves the MSP: every text member is scrubbed of what this run knows is secret.
+        redactor = _active_redactor() if _active_redactor is not None else None
         records = load_records(client_dir)
         software = msp_software(records)
         hostvars = task_vars.get("hostvars") or {}
@@ -345,6 +375,8 @@ class ActionModule(ActionBase):
                     target = f"configs/{host}/{inner}"
                     configs.append(target)
                 data = path.read_bytes()
+                if redactor is not None:
+                    data = _redact_bytes(data, redactor)
                 files[target] = data
                 listed_files.append(
                     {
@@ -375,6 +407,8 @@ class ActionModule(ActionBase):
             "files": listed_files,
         }
         top = f"{client}-handover"
+        if redactor is not None:
+            package = redactor.data(package)
         blob, _sums = build_archive(package, files, top)
         folder = out_dir / "exports" / "_client"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -33,6 +33,12 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+try:  # the secrets this run knows (vault, environment, generated), shared by the offboard_evidence callback
+    from offboard.scrub import active as _active_redactor
+    from offboard.scrub import redact_bytes as _redact_bytes
+except ImportError:  # pragma: no cover - only without the offboard package
+    _active_redactor = None
+
 DOCUMENTATION = r"""
 module: offboard_export
 short_description: Put an exported file into the current run's evidence folder; return its path and sha256
@@ -130,8 +136,16 @@ def write_private(target: Path, data: bytes) -> None:
     os.replace(tmp, target)
 
 
+def redact(data: bytes) -> bytes:
+    """Mask every secret this run knows in a text export (binary exports are written as they are)."""
+    if _active_redactor is None:
+        return data
+    return _redact_bytes(data, _active_redactor())
+
+
 def write_export(folder: Path, name: str, content: str | bytes) -> tuple[Path, str, int]:
     data = content.encode("utf-8") if isinstance(content, str) else content
+    data = redact(data)
     dest = folder / check_name(name)
     write_private(dest, data)
     return dest, hashlib.sha256(data).hexdigest(), len(data)
@@ -192,6 +206,8 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(
                 f"offboard_export: {args['src']} read back with sha256 {digest}, the host computed {expected}"
             )
+        data = redact(data)
+        digest = hashlib.sha256(data).hexdigest()
         write_private(target, data)
         return {
             "path": recorded,

@@ -14,7 +14,9 @@ and seals the run into the client's hash chain, so `offboard status` and `offboa
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import errno
 import importlib.util
 import json
 import os
@@ -45,10 +47,13 @@ try:
     from offboard import evidence as _evidence
     from offboard import manifest as _manifest
     from offboard import paths as _paths
+    from offboard import scrub as _scrub
     from offboard.lock import Holder as _Holder
     from offboard.lock import LockHeld as _LockHeld
     from offboard.lock import RunLock as _RunLock
     from offboard.records import Record as _Record
+    from offboard.records import RecordError as _RecordError
+    from offboard.records import looks_secret as _looks_secret
     from offboard.records import utc_now as _utc_now
 
     _IMPORT_ERROR: str | None = None
@@ -122,6 +127,66 @@ def _start_watchdog(wrapper_pid: int, callback: Any) -> None:
     threading.Thread(target=watch, name="offboard-watchdog", daemon=True).start()
 
 
+def _install_redaction(get: Any) -> None:
+    """Redact everything this process prints or hands to ansible-runner, before it leaves the process.
+
+    Display.display carries every console line (also -vvvv and what the forks send up); ansible-runner's
+    event context writes each event's data to a partial file for the wrapper. Both pass through the
+    callback's redactor (`get()`), which learns secrets as the run goes (vault, generated passwords).
+    """
+    from ansible.utils.display import Display
+
+    if not getattr(Display.display, "_offboard_redacts", False):
+        original = Display.display
+
+        def display(self: Any, msg: Any, *args: Any, **kwargs: Any) -> Any:
+            redact = get()
+            if redact is not None and isinstance(msg, str):
+                msg = redact(msg)
+            return original(self, msg, *args, **kwargs)
+
+        display._offboard_redacts = True  # type: ignore[attr-defined]
+        Display.display = display
+    for module in list(sys.modules.values()):
+        context_ = getattr(module, "event_context", None)
+        cache = getattr(context_, "cache", None)
+        setter = getattr(cache, "set", None)
+        if setter is None or getattr(setter, "_offboard_redacts", False):
+            continue
+
+        def redacted_set(key: Any, value: Any, _setter: Any = setter) -> Any:
+            redact = get()
+            try:
+                return _setter(key, redact.data(value) if redact is not None else value)
+            except OSError:
+                # The event cannot reach the wrapper (disk full): the run must not go on without
+                # evidence. Raising here would only kill Ansible's results thread and hang the run.
+                _stop_from_any_thread()
+                return None
+
+        redacted_set._offboard_redacts = True  # type: ignore[attr-defined]
+        cache.set = redacted_set
+
+
+_STOPPING = threading.Event()
+
+
+def _stop_from_any_thread() -> None:
+    """Stop ansible-playbook: SystemExit in the main thread; from another thread (Ansible's results
+    thread, where an exception would only end that thread and leave the run hanging) a KeyboardInterrupt
+    delivered to the main thread, which Ansible handles by ending the run and its workers."""
+    first = not _STOPPING.is_set()
+    _STOPPING.set()
+    if threading.current_thread() is threading.main_thread():
+        raise EvidenceUnwritable(1)
+    if first:
+        _thread.interrupt_main()
+
+
+class EvidenceUnwritable(SystemExit):
+    """Evidence cannot be written (disk full, permissions): the run must not go on without it."""
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "notification"
@@ -143,6 +208,7 @@ class CallbackModule(CallbackBase):
         self.run_dir: Path | None = None
         self.client = ""
         self.inventory: Any = None
+        self.redact: Any = None  # the run's redactor, once evidence is on (below)
         self.unreachable: dict[str, str] = {}  # host -> reason, for the whole playbook (ansible drops them)
         self.preflight_down: dict[str, dict[str, str]] = {}
         self.wrapped = False
@@ -166,6 +232,12 @@ class CallbackModule(CallbackBase):
             self.preflight_down = json.loads(os.environ.get("OFFBOARD_PREFLIGHT_DOWN") or "{}")
         except ValueError:
             self.preflight_down = {}
+        self.var_manager: Any = None
+        # Secrets this run must never write or print: the environment's now, the vault's once the
+        # playbook's loader has them, and values the run creates (generated passwords) as they appear.
+        self.redact = _scrub.env_redactor(os.environ)
+        _scrub.set_active(self.redact)
+        _install_redaction(lambda: self.redact)
         if self.wrapped and os.environ.get("OFFBOARD_WRAPPER_PID", "").isdigit():
             _start_watchdog(int(os.environ["OFFBOARD_WRAPPER_PID"]), self)
 
@@ -182,6 +254,7 @@ class CallbackModule(CallbackBase):
         self.phase = str(phase) if phase else None
         try:
             manager = play.get_variable_manager()
+            self.var_manager = manager
             self.inventory = manager._inventory
             self.play_hosts = [h.name for h in self.inventory.get_hosts(play.hosts)]
         except Exception:
@@ -197,10 +270,84 @@ class CallbackModule(CallbackBase):
         return _Record(run_id=self.run_id, client=self.client, **fields)
 
     def _write(self, record: Any) -> None:
-        if self.writer is None:
-            self._open()
-        if self.writer is not None:
-            self.writer.write(record)
+        try:
+            if self.writer is None:
+                self._open()
+            if self.writer is not None:
+                self.writer.write(record)
+        except OSError as exc:
+            self._stop_unwritable(exc)
+        except _RecordError as exc:  # breaks docs/record.schema.json: a bug, and lost evidence if ignored
+            self._stop_unwritable(OSError(errno.EINVAL, str(exc)))
+
+    def _stop_unwritable(self, exc: OSError) -> None:
+        """Evidence cannot be written: say why (disk full), seal what is there as incomplete, stop."""
+        full = exc.errno == errno.ENOSPC
+        why = "the disk is full (ENOSPC)" if full else (exc.strerror or str(exc))
+        self.off = True
+        with contextlib.suppress(Exception):
+            if self.writer is not None:
+                self.writer.close()
+        self.writer = None
+        if not self.wrapped and self.run_dir is not None and self.meta is not None:
+            with contextlib.suppress(Exception):
+                self.meta.status = _evidence.STATUS_INCOMPLETE
+                self.meta.complete = False
+                self.meta.reason = f"evidence could not be written: {why}; the run was stopped"
+                self.meta.ended_at = _utc_now()
+                _evidence.write_metadata(self.run_dir, self.meta)
+                _manifest.seal(self.run_dir)
+        where = f" in {self.run_dir}" if self.run_dir else ""
+        with contextlib.suppress(Exception):  # under the wrapper, displaying writes an event too
+            self._display.error(
+                f"offboard_evidence: evidence cannot be written{where}: {why}. Stopping the run: an "
+                "offboarding without evidence is not done. Free space (or fix the store) and run it again."
+            )
+        if self.lock is not None:
+            with contextlib.suppress(Exception):
+                self.lock.release()
+            self.lock = None
+        _stop_from_any_thread()
+
+    def _stop_secret(self, message: str) -> None:
+        self.off = True
+        self._display.error(f"offboard_evidence: refused: {message}")
+        _stop_from_any_thread()
+
+    # --- secrets -------------------------------------------------------------------------------
+    def v2_playbook_on_start(self, playbook) -> None:
+        if self.off:
+            return
+        loader = getattr(playbook, "_loader", None)
+        vault = getattr(loader, "_vault", None)
+        secrets = list(getattr(vault, "secrets", None) or [])
+        sources = context.CLIARGS.get("inventory") or []
+        roots = [Path(s) for s in sources if isinstance(s, str) and "," not in s and os.path.exists(s)]
+        try:
+            self.redact.add(_scrub.vault_values(secrets, roots))
+        except _scrub.ShortSecretError as exc:
+            self._stop_secret(str(exc))
+
+    def _learn(self, result) -> None:
+        """Secrets created during the run: facts the roles mark secret, what a no_log task returned."""
+        task = result._task
+        res = result._result if hasattr(result, "_result") else {}
+        no_log = bool(getattr(task, "no_log", False) or res.get("_ansible_no_log"))
+        found = _scrub.secrets_from_result(res, no_log=False)
+        cache = {}
+        if self.var_manager is not None:
+            with contextlib.suppress(Exception):
+                cache = self.var_manager._nonpersistent_fact_cache.get(result._host.get_name()) or {}
+        action = str(getattr(task, "action", ""))
+        if action.endswith("set_fact"):
+            for key in getattr(task, "args", {}) or {}:
+                if key in cache and (no_log or _looks_secret(str(key))):
+                    found.extend(_scrub.secrets_from_result({"value": cache[key]}, no_log=True))
+        register = getattr(task, "register", None)
+        if register and register in cache and (no_log or _looks_secret(str(register))):
+            found.extend(_scrub.secrets_from_result(cache[register], no_log=True))
+        if found:
+            self.redact.add(found)
 
     def _refuse(self, message: str) -> None:
         """End ansible-playbook here, before the next play touches a host (a callback's exceptions are
@@ -208,6 +355,7 @@ class CallbackModule(CallbackBase):
         self._display.error(f"REFUSED before any host: {message}", wrap_text=False)
         if self.lock is not None:
             self.lock.release()
+            self.lock = None
         with contextlib.suppress(Exception):
             _load_guard().clear_token(os.getpid())
         raise SystemExit(1)
@@ -287,7 +435,7 @@ class CallbackModule(CallbackBase):
 
     def _open(self) -> None:
         if self.wrapped:
-            self.writer = _evidence.RecordWriter(self.run_dir)
+            self.writer = _evidence.RecordWriter(self.run_dir, redact=self.redact)
             return
         self.client = self._client_of(self.play_hosts)
         if not self.client or not self.store_checked:
@@ -317,7 +465,7 @@ class CallbackModule(CallbackBase):
             hostname=socket.gethostname(),
         )
         _evidence.write_metadata(self.run_dir, self.meta)
-        self.writer = _evidence.RecordWriter(self.run_dir)
+        self.writer = _evidence.RecordWriter(self.run_dir, redact=self.redact)
         # Roles put exports (zone files, configuration backups) into the run's evidence through the
         # offboard_export action, which finds the folder here, as under the wrapper. Tasks run in forks
         # of this process started after this point, so they inherit it.
@@ -347,7 +495,7 @@ class CallbackModule(CallbackBase):
     def _start_phase(self) -> None:
         self.phase_started = True
         self.client = self._client_of(self.play_hosts)
-        self._write(self._record(kind="phase_start", phase=self.phase, hosts=self.play_hosts))
+        self._write(self._record(kind="phase_start", phase=self.phase, hosts=list(self.play_hosts)))
         override = (self.preflight or {}).get("contract_end_override")
         if override and not self.override_recorded:
             self.override_recorded = True
@@ -457,6 +605,7 @@ class CallbackModule(CallbackBase):
         self._observe_preflight(result)
         if self.off:
             return
+        self._learn(result)
         self._records_from(result)
         self.last[result._host.get_name()] = "ok"
 
@@ -473,6 +622,7 @@ class CallbackModule(CallbackBase):
             and getattr(result._task, "action", "") in _VALIDATION_ACTIONS
         ):
             self._start_phase()  # bad input for this phase: the host's phase ends failed, not silently
+        self._learn(result)
         self._records_from(result)
         self.last[result._host.get_name()] = "ok" if ignore_errors else "failed"
 
@@ -511,7 +661,10 @@ class CallbackModule(CallbackBase):
     def _seal(self, stats) -> None:
         self._end_play()
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except OSError as exc:
+                self._stop_unwritable(exc)
             self.writer = None
         if self.wrapped or self.run_dir is None or self.meta is None:
             return
@@ -523,6 +676,9 @@ class CallbackModule(CallbackBase):
         failed = any(s.get("failures") for s in summary.values())
         dark = any(s.get("unreachable") for s in summary.values())
         self.meta.exit_code = 2 if failed else 4 if dark else 0
-        _evidence.write_metadata(self.run_dir, self.meta)
-        _manifest.seal(self.run_dir)
+        try:
+            _evidence.write_metadata(self.run_dir, self.meta)
+            _manifest.seal(self.run_dir)
+        except OSError as exc:
+            self._stop_unwritable(exc)
         self._display.display(f"offboard evidence: {self.run_dir}")

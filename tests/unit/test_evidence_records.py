@@ -85,7 +85,17 @@ def test_field_names_that_merely_contain_secret_letters_are_allowed():
 
 
 def test_records_file_with_a_torn_last_line_yields_only_whole_records(tmp_path):
-    rec = records.Record(kind="item", run_id="r1", client="c", phase="agents", recorded_at="t", host="h")
+    rec = records.Record(
+        kind="item",
+        run_id="r1",
+        client="c",
+        phase="agents",
+        recorded_at="t",
+        host="h",
+        component="rmm_agent",
+        item="x",
+        action="none",
+    )
     path = tmp_path / "records.jsonl"
     path.write_text(rec.to_json() + "\n" + rec.to_json()[:20])
     assert [r.host for r in records.iter_records(path)] == ["h"]

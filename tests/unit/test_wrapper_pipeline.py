@@ -234,14 +234,19 @@ def test_kill_9_marks_the_run_incomplete_and_a_rerun_completes(mini):
     assert str(mini.root / "offboard.yml") not in ps, "ansible-playbook outlived the killed wrapper"
 
     status = _status(mini)
-    assert killed.name in status["incomplete_runs"]
-    assert {p["host"] for p in status["pending"]} == {"m1", "m2", "m3"}
+    assert killed.name in status["incomplete_runs"] and killed.name in status["unsealed_runs"]
+    assert status["pending"] == []  # an unsealed run is not evidence: the ledger does not count it
     assert mini.offboard("verify", "mini").returncode == 1  # the dead run is not sealed yet
 
     rerun = mini.offboard("run", "mini")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     meta = json.loads((killed / "metadata.json").read_text())
     assert meta["status"] == "incomplete" and meta["complete"] is False
+    # Recovery never scrubs the dead run's raw output with this run's secrets: it drops it.
+    assert "raw ansible output was dropped" in meta["reason"]
+    assert not (killed / "artifacts" / "stdout").exists()
+    assert (killed / "artifacts" / "job_events.jsonl").exists()  # scrubbed as they arrived
+    assert not list(mini.store.glob(".work-*"))
     assert _status(mini)["pending"] == []
     assert mini.offboard("verify", "mini").returncode == 0
 

@@ -33,6 +33,7 @@ from offboard.evidence import RECORDS, STATUS_COMPLETE, EvidenceStore, RunMetada
 from offboard.fsutil import locked, open_private
 from offboard.inventory import InventoryError
 from offboard.progress import table
+from offboard.records import RecordError, schema_problem
 from offboard.team import Person
 
 CHECKLIST_LOCK = ".checklist.lock"
@@ -160,6 +161,9 @@ def write_checklist_run(
             line.update(rec)
             line.setdefault("recorded_at", started)
             line.setdefault("check_mode", False)
+            problem = schema_problem(json.loads(json.dumps(line, default=str)))
+            if problem:  # the same contract as every other record (docs/record.schema.json)
+                raise RecordError(f"checklist record breaks docs/record.schema.json ({problem})")
             handle.write(json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n")
     meta.status, meta.complete, meta.ended_at, meta.exit_code = STATUS_COMPLETE, True, started, 0
     write_metadata(run_dir, meta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import socket
@@ -12,6 +13,7 @@ from pathlib import Path
 from offboard import inventory, ledger, manifest, paths, psa, reach, runner, signing
 from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
 from offboard.evidence import EvidenceStore, active_runs
+from offboard.fsutil import is_link
 from offboard.inventory import ClientInventory, InventoryError
 from offboard.lock import Holder, LockHeld, RunLock
 from offboard.progress import stream_table, table
@@ -133,7 +135,7 @@ def _writable_store(args: argparse.Namespace, client: str) -> EvidenceStore | No
     try:
         client_dir = store.client_dir(client, create=True)
         probe = client_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         probe.unlink()
     except OSError as exc:
         print(
@@ -161,6 +163,33 @@ def _split_tags(text: str, project: Path) -> list[str]:
     return tags
 
 
+def _redactor(project: Path, inv: ClientInventory):
+    """The run's redactor; None (after saying why) when the vault cannot be loaded or holds a short secret."""
+    from offboard import scrub
+
+    try:
+        return runner.collect_redactor(project, inv.path)
+    except (scrub.VaultSourceError, scrub.ShortSecretError) as exc:
+        print(f"offboard: refused: {exc}. Nothing was run.", file=sys.stderr)
+        return None
+
+
+def _execute(request: runner.RunRequest, store: EvidenceStore, project: Path) -> runner.RunResult | None:
+    """runner.execute, with evidence that cannot be written (disk full) said in one line, not a traceback."""
+    try:
+        return runner.execute(request, store, project)
+    except runner.EvidenceWriteError as exc:
+        print(f"offboard: {exc}", file=sys.stderr)
+    except OSError as exc:
+        full = "the disk is full (ENOSPC)" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        print(
+            f"offboard: evidence cannot be written in {store.root}: {full}"
+            f"{f' ({exc.filename})' if exc.filename else ''}. Free space (or fix the store) and run again.",
+            file=sys.stderr,
+        )
+    return None
+
+
 def _lock(store: EvidenceStore, client: str, command: str) -> RunLock | None:
     holder = Holder(
         run_id="(starting)",
@@ -174,6 +203,9 @@ def _lock(store: EvidenceStore, client: str, command: str) -> RunLock | None:
         return RunLock(store.client_dir(client), client).acquire(holder)
     except LockHeld as exc:
         print(f"offboard: refused: {exc}", file=sys.stderr)
+        return None
+    except OSError as exc:  # a planted .run.lock symlink (O_NOFOLLOW), a full disk
+        print(f"offboard: refused: cannot take the client's run lock: {exc}", file=sys.stderr)
         return None
 
 
@@ -191,6 +223,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     project = _project()
     tags = _split_tags(args.tags, project)
     inv = _load_inventory(args.client, project, args.limit)
+    redact = _redactor(project, inv)
+    if redact is None:
+        return EXIT_USAGE
     store = _writable_store(args, args.client)
     if store is None:
         return EXIT_ERROR
@@ -201,6 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         request = runner.RunRequest(
             client=args.client,
             inventory=inv,
+            redact=redact,
             tags=tags,
             user_limit=args.limit,
             check=args.check,
@@ -208,7 +244,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             phases=inventory.selected_phases(tags, project),
             preflight_timeout=args.preflight_timeout,
         )
-        result = runner.execute(request, store, project)
+        result = _execute(request, store, project)
+    if result is None:
+        return EXIT_ERROR
     if result.metadata.status == runner.evidence.STATUS_REFUSED:
         print(f"run {result.run_id}: refused; nothing was run. Evidence in {result.run_dir}", file=sys.stderr)
         return EXIT_USAGE
@@ -258,9 +296,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     folded = _ledger(store, args.client)
     runs = list(store.runs(args.client))
     active = active_runs(store, args.client)
-    incomplete = [m.run_id for m in runs if not m.complete and m.run_id not in active]
+    unsealed = [
+        r for r in store.run_ids(args.client) if not store.is_sealed(args.client, r) and r not in active
+    ]
+    incomplete = sorted({m.run_id for m in runs if not m.complete and m.run_id not in active} | set(unsealed))
     if args.json:
-        _status_json(folded, incomplete, sorted(active), sys.stdout)
+        _status_json(folded, incomplete, sorted(active), sys.stdout, unsealed)
         return folded.exit_code()
     if not runs:
         print(f"no evidence yet for client {args.client} in {store.root}")
@@ -271,7 +312,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{', check mode' if last.check_mode else ''})"
     )
     for run_id in incomplete:
-        print(f"  run {run_id} is INCOMPLETE (ended before ansible's final stats)")
+        if run_id in unsealed:
+            print(f"  run {run_id} is UNSEALED: not evidence, not counted (`offboard verify` fails on it)")
+        else:
+            print(f"  run {run_id} is INCOMPLETE (ended before ansible's final stats)")
     for run_id in sorted(active):
         print(f"  run {run_id} is in progress")
     print()
@@ -299,7 +343,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     return folded.exit_code()
 
 
-def _status_json(folded: ledger.Ledger, incomplete: list[str], active: list[str], out) -> None:
+def _status_json(
+    folded: ledger.Ledger, incomplete: list[str], active: list[str], out, unsealed: list[str] | None = None
+) -> None:
     """The ledger as one JSON object, rows streamed (one compact line each) instead of built in memory."""
     head = {
         "client": folded.client,
@@ -308,6 +354,7 @@ def _status_json(folded: ledger.Ledger, incomplete: list[str], active: list[str]
         "exit_code": folded.exit_code(),
         "pending": folded.pending(),
         "incomplete_runs": incomplete,
+        "unsealed_runs": unsealed or [],
         "active_runs": active,
     }
     text = json.dumps(head, indent=1)
@@ -322,6 +369,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
     os.umask(0o077)
     project = _project()
     inv = _load_inventory(args.client, project)
+    redact = _redactor(project, inv)
+    if redact is None:
+        return EXIT_USAGE
     store = _writable_store(args, args.client)
     if store is None:
         return EXIT_ERROR
@@ -329,9 +379,17 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if lock is None:
         return EXIT_ERROR
     with lock:
-        runner.recover(store, args.client, runner.collect_redactor(project, inv.path), sys.stdout)
-        todo = _ledger(store, args.client).outstanding()
+        runner.recover(store, args.client, None, sys.stdout)
+        if not _sealed_runs(store, args.client):
+            print(
+                f"offboard: no sealed evidence for client {args.client} in {store.root}: nothing has run "
+                "yet, or the store was lost (a CI cache evicted?). Retry has nothing to go on: restore the "
+                f"store, or start with `offboard run {args.client}`.",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
         known = set(inv.names)
+        todo = outstanding(_ledger(store, args.client), known)
         gone = sorted(set(todo) - known)
         if gone:
             print(f"note: not in the inventory any more, not retried: {', '.join(gone)}")
@@ -352,13 +410,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
             request = runner.RunRequest(
                 client=args.client,
                 inventory=subset,
+                redact=redact,
                 tags=tags,
                 user_limit=",".join(hosts),
                 command="retry",
                 phases=tags,
                 preflight_timeout=args.preflight_timeout,
             )
-            result = runner.execute(request, store, project)
+            result = _execute(request, store, project)
+            if result is None:
+                return EXIT_ERROR
             if result.metadata.status == runner.evidence.STATUS_REFUSED:
                 return EXIT_USAGE
             print()
@@ -369,9 +430,27 @@ def cmd_retry(args: argparse.Namespace) -> int:
     psa.sync_client(store, args.client)  # steps the retries completed reach the PSA; never blocks
     folded = _ledger(store, args.client)
     pending = folded.pending()
+    never = {h: p for h, p in outstanding(folded, set(inv.names)).items() if h not in folded.outstanding()}
+    pending += [{"host": host} for host in sorted(never)]
     if pending:
         print(f"\nstill outstanding: {', '.join(sorted({p['host'] for p in pending}))}")
-    return folded.exit_code()
+    return folded.exit_code() or (EXIT_PENDING if pending else EXIT_OK)
+
+
+def outstanding(folded: ledger.Ledger, inventory_hosts: set[str]) -> dict[str, set[str]]:
+    """Host -> phases to retry: the ledger's outstanding host-phases, plus every inventory host that never
+    reached a terminal state in a phase that has run (added to the inventory later, or left outside
+    every run's limit): nothing says it is done, so it is not."""
+    todo = {host: set(phases) for host, phases in folded.outstanding().items()}
+    for phase in folded.phases_run():
+        for host in inventory_hosts:
+            if (host, phase) not in folded.host_phases:
+                todo.setdefault(host, set()).add(phase)
+    return todo
+
+
+def _sealed_runs(store: EvidenceStore, client: str) -> list[str]:
+    return [r for r in store.run_ids(client) if store.is_sealed(client, r)]
 
 
 # --- verify -------------------------------------------------------------------------------------
@@ -379,21 +458,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     project = _project()
     store = _store(args)
     _client_known(args.client, project, store)
-    client_dir = store.client_dir(args.client)
     report = manifest.VerifyReport(args.client)
-    if client_dir.is_dir():
-        manifest.verify_chain(client_dir, store.run_ids(args.client), active_runs(store, args.client), report)
-        stray = sorted(
-            p.name
-            for p in client_dir.iterdir()
-            if p.is_file()
-            and not p.name.startswith(".")
-            and p.name not in (manifest.HEAD, signing.ALLOWED_SIGNERS)
-        )
-        report.problems.extend(
-            manifest.Problem(name, "added (unexpected file in the client folder)") for name in stray
-        )
-    sigs = _verify_signatures(args, store, client_dir, report)
+    _verify_store(store, args.client, report)
+    sigs = _verify_signatures(args, store, store.client_dir(args.client), report)
     if args.json:
         json.dump(
             {
@@ -438,6 +505,36 @@ def _verify_signatures(
         who = sorted({r.principal for r in sigs.runs if r.state == "signed"})
         report.notes.append(f"{good} run(s) signed, signatures good ({', '.join(who)})")
     return sigs
+
+
+def _verify_store(store: EvidenceStore, client: str, report: manifest.VerifyReport) -> None:
+    """Every check `verify` makes, one after another (more, e.g. signatures, can be appended here)."""
+    client_dir = store.client_dir(client)
+    if is_link(client_dir):
+        report.problems.append(manifest.Problem(".", f"{client_dir} is a symlink; the store follows none"))
+        return
+    run_ids = store.run_ids(client) if client_dir.is_dir() else []
+    if not run_ids:
+        report.problems.append(
+            manifest.Problem(
+                ".",
+                f"no evidence for client {client} in {store.root}: nothing to verify. An empty or lost store "
+                "is not evidence that anything was done",
+            )
+        )
+        return
+    manifest.verify_chain(client_dir, run_ids, active_runs(store, client), report)
+    for entry in sorted(os.scandir(client_dir), key=lambda e: e.name):
+        if entry.is_symlink():
+            report.problems.append(manifest.Problem(entry.name, "a symlink (the store follows none)"))
+        elif (
+            entry.is_file(follow_symlinks=False)
+            and not entry.name.startswith(".")
+            and entry.name not in (manifest.HEAD, signing.ALLOWED_SIGNERS)
+        ):
+            report.problems.append(
+                manifest.Problem(entry.name, "added (unexpected file in the client folder)")
+            )
 
 
 # --- preflight ----------------------------------------------------------------------------------

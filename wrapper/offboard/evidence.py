@@ -27,8 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from offboard import manifest
-from offboard.fsutil import atomic_write_text, open_private, private_dir
-from offboard.records import Record, iter_raw, utc_now
+from offboard.fsutil import (
+    atomic_write_text,
+    is_real_dir,
+    is_regular_file,
+    open_nofollow,
+    open_private,
+    private_dir,
+)
+from offboard.records import Record, RecordError, iter_raw, schema_problem, utc_now
 
 METADATA = "metadata.json"
 RECORDS = "records.jsonl"
@@ -136,15 +143,21 @@ class EvidenceStore:
     def client_dir(self, client: str, create: bool = False) -> Path:
         path = self.root / client
         if create:
-            private_dir(self.root)
+            private_dir(self.root, tighten=False)  # an existing root keeps its mode (it may be shared)
             private_dir(path)
         return path
 
     def run_ids(self, client: str) -> list[str]:
+        """Run folders of the client (real folders only: a symlink is not followed, not a run)."""
         path = self.client_dir(client)
-        if not path.is_dir():
+        if not is_real_dir(path):
             return []
-        return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+        return sorted(
+            e.name for e in os.scandir(path) if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+        )
+
+    def is_sealed(self, client: str, run_id: str) -> bool:
+        return is_regular_file(self.client_dir(client) / run_id / manifest.MANIFEST)
 
     def new_run(self, client: str, run_id: str | None = None) -> Path:
         run_dir = self.client_dir(client, create=True) / (run_id or new_run_id())
@@ -152,10 +165,14 @@ class EvidenceStore:
         return run_dir
 
     def iter_client_records(self, client: str) -> Iterator[dict[str, Any]]:
-        """All records of a client as dicts, runs in start order, records in file order (streamed)."""
+        """Records of the client's sealed runs as dicts, runs in start order, records in file order.
+
+        Unsealed runs are not evidence (a run in progress, a dead one not yet recovered, or a folder
+        someone made by hand): the ledger never counts them. Bad lines are reported and skipped."""
         client_dir = self.client_dir(client)
         for run_id in self.run_ids(client):
-            yield from iter_raw(client_dir / run_id / RECORDS)
+            if self.is_sealed(client, run_id):
+                yield from iter_raw(client_dir / run_id / RECORDS)
 
     def runs(self, client: str) -> Iterator[RunMetadata]:
         client_dir = self.client_dir(client)
@@ -171,19 +188,38 @@ def write_metadata(run_dir: Path, meta: RunMetadata) -> None:
 
 def read_metadata(run_dir: Path) -> RunMetadata | None:
     try:
-        return RunMetadata.from_dict(json.loads((run_dir / METADATA).read_text(encoding="utf-8")))
+        with open_nofollow(run_dir / METADATA) as handle:
+            data = json.loads(handle.read())
+        meta = RunMetadata.from_dict(data)
     except (OSError, ValueError, TypeError):
         return None
+    if (
+        not isinstance(meta.run_id, str)
+        or not isinstance(meta.pid, int)
+        or not isinstance(meta.hostname, str)
+    ):
+        return None
+    return meta
 
 
 class RecordWriter:
-    """Appends records to a run's records.jsonl, one flushed line each (a kill leaves whole lines)."""
+    """Appends records to a run's records.jsonl, one flushed line each (a kill leaves whole lines).
 
-    def __init__(self, run_dir: Path) -> None:
+    Each record is redacted (when given a redactor) and checked against docs/record.schema.json before
+    it is written: a record that breaks the schema raises RecordError and is not written."""
+
+    def __init__(self, run_dir: Path, redact: Any = None) -> None:
         self._handle = open_private(run_dir / RECORDS, "a")
+        self._redact = redact
 
     def write(self, record: Record) -> None:
-        self._handle.write(record.to_json() + "\n")
+        data = record.to_dict()
+        if self._redact is not None:
+            data = self._redact.data(data)
+        problem = schema_problem(json.loads(json.dumps(data, default=str)))
+        if problem:
+            raise RecordError(f"record breaks docs/record.schema.json ({problem}); not written")
+        self._handle.write(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str) + "\n")
         self._handle.flush()
 
     def close(self) -> None:
@@ -216,21 +252,26 @@ def _unsealed_runs(store: EvidenceStore, client: str) -> Iterator[tuple[str, Pat
     client_dir = store.client_dir(client)
     for run_id in store.run_ids(client):
         run_dir = client_dir / run_id
-        if not (run_dir / manifest.MANIFEST).exists():
+        if not store.is_sealed(client, run_id):
             yield run_id, run_dir, read_metadata(run_dir)
 
 
 def active_runs(store: EvidenceStore, client: str) -> set[str]:
-    """Unsealed runs whose writer is still alive."""
-    return {
-        run_id
-        for run_id, _, meta in _unsealed_runs(store, client)
-        if meta and pid_alive(meta.pid, meta.hostname)
-    }
+    """Unsealed runs that may be in progress: only while a live process holds the client's run lock.
+
+    The lock is the kernel's word (an flock dies with its holder); a pid or host name in a metadata
+    file is not, so an unsealed folder with no lock held is never "in progress"."""
+    from offboard.lock import is_locked
+
+    if not is_locked(store.client_dir(client)):
+        return set()
+    return {run_id for run_id, _, _ in _unsealed_runs(store, client)}
 
 
-def recover_dead_runs(store: EvidenceStore, client: str) -> list[str]:
-    """Seal every unsealed run whose writer died, marked incomplete. Call under the client's run lock."""
+def recover_dead_runs(store: EvidenceStore, client: str, note: dict[str, str] | None = None) -> list[str]:
+    """Seal every unsealed run whose writer died, marked incomplete. Call under the client's run lock.
+
+    `note` adds a sentence to a run's reason (e.g. that its raw output was dropped)."""
     recovered = []
     for run_id, run_dir, meta in _unsealed_runs(store, client):
         if meta and pid_alive(meta.pid, meta.hostname):
@@ -249,6 +290,8 @@ def recover_dead_runs(store: EvidenceStore, client: str) -> list[str]:
         meta.reason = meta.reason or (
             "the run ended before ansible's final stats (killed or crashed); sealed by a later run"
         )
+        if note and note.get(run_id):
+            meta.reason += f"; {note[run_id]}"
         meta.ended_at = meta.ended_at or utc_now()
         write_metadata(run_dir, meta)
         manifest.seal(run_dir)

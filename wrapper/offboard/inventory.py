@@ -129,19 +129,16 @@ def load(client: str, project: Path, limit: str | None = None) -> ClientInventor
 
 
 def _vault_secrets(loader: Any) -> None:
-    """Give the loader the vault password file the run will use, so connection vars can be read."""
-    password_file = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
-    if not password_file or not os.path.isfile(password_file):
-        return
-    try:
-        from ansible.constants import DEFAULT_VAULT_ID_MATCH
-        from ansible.parsing.vault import get_file_vault_secret
+    """Give the loader the vault secrets the run will use (every source, loaded by Ansible's own code),
+    so connection vars can be read; a source that fails refuses the run (scrub.load_vault_secrets)."""
+    from offboard.scrub import VaultSourceError, load_vault_secrets
 
-        secret = get_file_vault_secret(filename=password_file, loader=loader)
-        secret.load()
-        loader.set_vault_secrets([(DEFAULT_VAULT_ID_MATCH, secret)])
-    except Exception:
-        return
+    try:
+        secrets = load_vault_secrets(loader=loader)
+    except VaultSourceError as exc:
+        raise InventoryError(str(exc)) from None
+    if secrets:
+        loader.set_vault_secrets(secrets)
 
 
 def _host_conn(name: str, conn: dict[str, Any]) -> HostConn:

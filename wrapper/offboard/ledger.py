@@ -129,8 +129,11 @@ class Ledger:
                 )
             elif kind == "phase_start":
                 why = f"run {run_id} ended before this host finished the phase"
-                for host in r.get("hosts") or ():
-                    self._hp(host, phase, run_id, at, PENDING, why)
+                hosts = r.get("hosts")
+                # A string is not a host list ("abc" is not hosts a, b, c): the schema refuses it on read.
+                for host in hosts if isinstance(hosts, list) else ():
+                    if isinstance(host, str) and host:
+                        self._hp(host, phase, run_id, at, PENDING, why)
             elif kind == "unreachable":
                 self._hp(r.get("host", ""), phase, run_id, at, UNREACHABLE, r.get("reason", ""))
             elif kind == "phase_end":
@@ -144,6 +147,10 @@ class Ledger:
         return self
 
     # --- views -------------------------------------------------------------------------------
+    def phases_run(self) -> set[str]:
+        """Phases some (non-rehearsal) run started or finished for at least one host."""
+        return {phase for (_, phase) in self.host_phases}
+
     def outstanding(self) -> dict[str, set[str]]:
         """Host -> phases still to do (unreachable, failed, pending, or with such items)."""
         todo: dict[str, set[str]] = {}

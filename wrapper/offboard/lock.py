@@ -53,7 +53,8 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self, holder: Holder) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        # O_NOFOLLOW: a planted .run.lock symlink must not make us truncate the file it points to.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -80,9 +81,10 @@ class RunLock:
 def is_locked(client_dir: Path) -> bool:
     """True while some process holds the client's run lock."""
     path = client_dir / LOCK_NAME
-    if not path.exists():
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
         return False
-    fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -94,7 +96,9 @@ def is_locked(client_dir: Path) -> bool:
 
 def read_holder(path: Path) -> Holder | None:
     try:
-        return Holder(**json.loads(path.read_text(encoding="utf-8")))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, encoding="utf-8") as handle:
+            return Holder(**json.loads(handle.read()))
     except (OSError, ValueError, TypeError):
         return None
 

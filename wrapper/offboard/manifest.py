@@ -9,6 +9,7 @@ chain from HEAD: an altered, added or missing file, a deleted run or a run outsi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
@@ -16,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from offboard import signing
-from offboard.fsutil import atomic_write_text, locked, tighten_tree
+from offboard.fsutil import (
+    atomic_write_text,
+    is_link,
+    is_regular_file,
+    locked,
+    open_nofollow,
+    tighten_tree,
+)
 
 MANIFEST = "MANIFEST.sha256"
 PREVIOUS = "PREVIOUS.sha256"
@@ -27,7 +35,7 @@ _CHUNK = 1 << 20
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_nofollow(path) as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -77,7 +85,9 @@ def run_files(run_dir: Path) -> Iterator[str]:
     for root, dirs, files in os.walk(run_dir):
         dirs.sort()
         rel_root = Path(root).relative_to(run_dir)
-        for name in sorted(files):
+        # os.walk does not descend into a symlinked folder but lists it: report it like a file.
+        links = [d for d in dirs if is_link(os.path.join(root, d))]
+        for name in sorted([*files, *links]):
             rel = (rel_root / name).as_posix()
             if rel != MANIFEST and rel not in signing.DETACHED:
                 yield rel
@@ -86,9 +96,14 @@ def run_files(run_dir: Path) -> Iterator[str]:
 def read_head(client_dir: Path) -> tuple[str, str] | None:
     """(manifest digest, run id) named by HEAD, or None for a client without sealed runs."""
     try:
-        text = (client_dir / HEAD).read_text(encoding="utf-8")
+        with open_nofollow(client_dir / HEAD, "r") as handle:
+            text = handle.read()
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise ValueError(
+            f"{client_dir / HEAD} cannot be read ({exc.strerror or exc}; a symlink is not followed)"
+        ) from None
     parsed = parse_line(text.splitlines()[0] if text else "")
     if not parsed:
         raise ValueError(f"{client_dir / HEAD} is not a sha256sum line")
@@ -118,7 +133,14 @@ def seal(run_dir: Path) -> str:
         atomic_write_text(run_dir / MANIFEST, "".join(lines))
         signing.after_manifest(run_dir, sign_cfg, signed)
         digest = sha256_file(run_dir / MANIFEST)
-        atomic_write_text(client_dir / HEAD, format_line(digest, f"{run_dir.name}/{MANIFEST}"))
+        try:
+            atomic_write_text(client_dir / HEAD, format_line(digest, f"{run_dir.name}/{MANIFEST}"))
+        except BaseException:
+            # HEAD did not move (disk full...): unseal, so a later seal links this run into the chain.
+            for name in (MANIFEST, PREVIOUS):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(run_dir / name)
+            raise
     return digest
 
 
@@ -147,7 +169,7 @@ class VerifyReport:
 def verify_run(run_dir: Path, report: VerifyReport) -> None:
     """Re-hash one sealed run: altered, missing and added files become problems."""
     listed: set[str] = set()
-    with (run_dir / MANIFEST).open(encoding="utf-8") as handle:
+    with open_nofollow(run_dir / MANIFEST, "r") as handle:  # invalid UTF-8 reads as malformed lines
         for number, line in enumerate(handle, 1):
             parsed = parse_line(line)
             if not parsed:
@@ -156,7 +178,10 @@ def verify_run(run_dir: Path, report: VerifyReport) -> None:
             digest, rel = parsed
             listed.add(rel)
             path = run_dir / rel
-            if not path.is_file():
+            if is_link(path):
+                report.problems.append(Problem(f"{run_dir.name}/{rel}", "a symlink (never followed)"))
+                continue
+            if not is_regular_file(path):
                 report.problems.append(Problem(f"{run_dir.name}/{rel}", "missing (listed in the manifest)"))
                 continue
             report.files_checked += 1
@@ -164,14 +189,18 @@ def verify_run(run_dir: Path, report: VerifyReport) -> None:
                 report.problems.append(Problem(f"{run_dir.name}/{rel}", "altered (sha256 differs)"))
     for rel in run_files(run_dir):
         if rel not in listed:
-            report.problems.append(Problem(f"{run_dir.name}/{rel}", "added (not in the manifest)"))
+            what = "a symlink (never followed)" if is_link(run_dir / rel) else "added (not in the manifest)"
+            report.problems.append(Problem(f"{run_dir.name}/{rel}", what))
 
 
 def _previous_link(run_dir: Path) -> tuple[str, str] | None:
     try:
-        text = (run_dir / PREVIOUS).read_text(encoding="utf-8")
+        with open_nofollow(run_dir / PREVIOUS, "r") as handle:
+            text = handle.read()
     except FileNotFoundError:
         return None
+    except OSError:
+        return ("", "")
     parsed = parse_line(text.splitlines()[0] if text else "")
     if not parsed:
         return ("", "")
@@ -185,16 +214,17 @@ def verify_chain(client_dir: Path, run_ids: list[str], active: set[str], report:
 
     `run_ids` are the run folders present; `active` those still being written by a live process.
     """
-    sealed = {r for r in run_ids if (client_dir / r / MANIFEST).is_file()}
+    sealed = {r for r in run_ids if is_regular_file(client_dir / r / MANIFEST)}
     for run_id in sorted(set(run_ids) - sealed):
         if run_id in active:
-            report.notes.append(f"{run_id}: run in progress (not sealed yet)")
+            report.notes.append(f"{run_id}: run in progress (not sealed yet; a live run holds the lock)")
         else:
             report.problems.append(
                 Problem(
                     run_id,
-                    "not sealed: the run died before it finished; the next `offboard run` or "
-                    "`offboard retry` seals it as incomplete",
+                    "not sealed, and no live run holds the client's lock: not evidence (a run that "
+                    "died, or a folder made by hand); the next `offboard run` or `offboard retry` seals "
+                    "a dead run as incomplete",
                 )
             )
     try:
@@ -223,7 +253,7 @@ def _walk(client_dir: Path, head: tuple[str, str], report: VerifyReport) -> set[
     where = HEAD
     while True:
         manifest = client_dir / run_id / MANIFEST
-        if not run_id or not manifest.is_file():
+        if not run_id or not is_regular_file(manifest) or is_link(client_dir / run_id):
             report.problems.append(
                 Problem(where, f"chain broken: links to run {run_id or '?'}, which is missing (deleted?)")
             )

@@ -8,6 +8,7 @@ kept by the next run that seals it as incomplete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import socket
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 
 from offboard import evidence, guard, manifest, reach, scrub
 from offboard.evidence import EvidenceStore, RecordWriter, RunMetadata
+from offboard.fsutil import is_link
 from offboard.inventory import ClientInventory
 from offboard.progress import Progress
 from offboard.records import Record, iter_records, utc_now
@@ -41,6 +43,7 @@ READ_SIZE = 64 * 1024
 class RunRequest:
     client: str
     inventory: ClientInventory
+    redact: scrub.Redactor | None = None  # collected before the lock (commands); else here
     tags: list[str] = field(default_factory=list)
     user_limit: str | None = None
     check: bool = False
@@ -59,25 +62,50 @@ class RunResult:
     stats: dict[str, dict[str, int]] | None
 
 
+class EvidenceWriteError(RuntimeError):
+    """The run's evidence could not be written or sealed (the message says why, e.g. the disk is full)."""
+
+
 def collect_redactor(project: Path, inventory: Path) -> scrub.Redactor:
+    """Environment secrets, URL passwords and the vault's values, loaded the way Ansible loads them.
+
+    Raises scrub.VaultSourceError (a vault password script that fails) or scrub.ShortSecretError: the
+    run must not start with secrets it could not redact."""
     env = dict(os.environ)
-    return scrub.Redactor(scrub.secrets_from_env(env) + scrub.secrets_from_vault(env, inventory))
+    redact = scrub.env_redactor(env)
+    redact.add(scrub.secrets_from_vault(env, inventory))
+    return redact
 
 
-def recover(store: EvidenceStore, client: str, redact: scrub.Redactor, out: TextIO) -> list[str]:
-    """Keep the scrubbed artifacts of dead runs, then seal them as incomplete."""
+def recover(store: EvidenceStore, client: str, redact: scrub.Redactor | None, out: TextIO) -> list[str]:
+    """Seal dead runs as incomplete with what they had already scrubbed; drop their raw output.
+
+    A killed run's private data dir holds ansible-runner's raw output. It is never scrubbed here: this
+    process's secrets (environment, vault) are not the killed run's, so what its redactor would have
+    masked cannot be known. Its events were scrubbed as they arrived (artifacts/job_events.jsonl) and
+    are kept; the raw stdout is dropped, and the run's metadata says so."""
+    del redact  # kept in the signature for callers; deliberately unused (see above)
     client_dir = store.client_dir(client)
+    dropped: set[str] = set()
     for work in sorted(client_dir.glob(f"{WORK_PREFIX}*")):
         run_id = work.name[len(WORK_PREFIX) :]
         run_dir = client_dir / run_id
         meta = evidence.read_metadata(run_dir) if run_dir.is_dir() else None
         if meta and evidence.pid_alive(meta.pid, meta.hostname):
             continue
-        artifacts = work / "artifacts" / run_id
-        if run_dir.is_dir() and not (run_dir / manifest.MANIFEST).exists() and artifacts.is_dir():
-            scrub.copy_artifacts(artifacts, run_dir / evidence.ARTIFACTS, redact)
-        shutil.rmtree(work, ignore_errors=True)
-    recovered = evidence.recover_dead_runs(store, client)
+        if is_link(work):
+            work.unlink()
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        dropped.add(run_id)
+    recovered = evidence.recover_dead_runs(
+        store,
+        client,
+        note={
+            r: "its raw ansible output was dropped unscrubbed (only events scrubbed while it ran are kept)"
+            for r in dropped
+        },
+    )
     for run_id in recovered:
         print(f"run {run_id} had died before finishing: sealed as incomplete", file=out)
     return recovered
@@ -87,7 +115,7 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
     import ansible_runner
 
     client_dir = store.client_dir(req.client, create=True)
-    redact = collect_redactor(project, req.inventory.path)
+    redact = req.redact if req.redact is not None else collect_redactor(project, req.inventory.path)
     recover(store, req.client, redact, out)
 
     # The playbook's guard first, in this process: a run it would refuse never probes a host.
@@ -185,11 +213,15 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
         ):
             refused.append(str((data.get("res") or {}).get("msg") or "the preflight failed"))
         progress.handle(event)
-        events.write(event)
+        events.write(event)  # an OSError (disk full) is kept by the log and stops the run below
         return False  # kept by the EventLog: runner need not write its own file per event
+
+    def cancelled() -> bool:
+        return events.error is not None
 
     runner = None
     status_reason: str | None = None
+    run_error: OSError | None = None
     try:
         with batched_reads():
             runner = ansible_runner.run(
@@ -207,27 +239,72 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
                 rotate_artifacts=0,
                 event_handler=on_event,
                 status_handler=on_status,
+                cancel_callback=cancelled,
             )
     except KeyboardInterrupt:
         status_reason = "interrupted (Ctrl-C) before ansible's final stats"
         raise
+    except OSError as exc:  # runner could not write its own files (disk full)
+        run_error = exc
     finally:
-        events.close()
+        write_error: OSError | None = run_error
+        try:
+            events.close()
+        except OSError as exc:
+            write_error = exc
+        write_error = write_error or events.error
+        if write_error is None and progress.stats is None and _disk_full(work):
+            # Ansible stopped because its own evidence writes failed (records, events for the wrapper).
+            write_error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         artifacts = work / "artifacts" / run_id
-        if artifacts.is_dir():
-            scrub.copy_artifacts(artifacts, run_dir / evidence.ARTIFACTS, redact)
+        if artifacts.is_dir() and write_error is None:
+            try:
+                scrub.copy_artifacts(artifacts, run_dir / evidence.ARTIFACTS, redact)
+            except OSError as exc:
+                write_error = exc
+        # The private data dir holds runner's raw output: it never outlives the run, whatever failed.
         shutil.rmtree(work, ignore_errors=True)
         meta.runner_status = getattr(runner, "status", None) if runner else "interrupted"
         meta.runner_rc = getattr(runner, "rc", None) if runner else None
         meta.stats = progress.stats or {}
-        complete = progress.stats is not None
-        if not complete and status_reason is None:
+        complete = progress.stats is not None and write_error is None
+        if write_error is not None:
+            status_reason = f"evidence could not be written: {_why(write_error)}; the run was stopped"
+            _drop_partial_copy(run_dir)
+        elif not complete and status_reason is None:
             status_reason = f"ansible-playbook ended without final stats (runner status {meta.runner_status})"
         status = evidence.STATUS_COMPLETE if complete else evidence.STATUS_INCOMPLETE
         if refused:  # the playbook's own preflight refused: no phase play ran
             status, status_reason = evidence.STATUS_REFUSED, redact(f"refused by the preflight: {refused[0]}")
         _finish(run_dir, meta, status, status_reason, meta.runner_rc)
+    if write_error is not None:
+        raise EvidenceWriteError(
+            f"run {run_id}: evidence could not be written: {_why(write_error)}. The run was stopped and "
+            "sealed as incomplete with what was already scrubbed; free space and run it again"
+        )
     return RunResult(run_id, run_dir, meta, checks, progress.stats)
+
+
+def _disk_full(path: Path) -> bool:
+    """Less than 64 KiB free for us where the run writes: nothing more can be written there."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full (ENOSPC)"
+    return exc.strerror or str(exc)
+
+
+def _drop_partial_copy(run_dir: Path) -> None:
+    """After a write failure, keep the scrubbed events but not a half-copied stdout/stderr."""
+    for name in ("stdout", "stderr"):
+        with contextlib.suppress(OSError):
+            (run_dir / evidence.ARTIFACTS / name).unlink()
 
 
 def refuse(req: RunRequest, store: EvidenceStore, project: Path, reason: str, out: TextIO) -> RunResult:
@@ -318,13 +395,41 @@ def _all_down(run_dir: Path, req: RunRequest, meta: RunMetadata, down: dict[str,
 
 
 def _finish(run_dir: Path, meta: RunMetadata, status: str, reason: str | None, rc: int | None) -> None:
+    """Write the final metadata and seal; each step protected.
+
+    On a write failure (disk full) the run is marked incomplete with the reason and sealed again after
+    dropping its bulk (scrubbed stdout, events) to make room; if even that fails, EvidenceWriteError
+    says so (the run stays unsealed: `verify` reports it, the next run seals it as incomplete)."""
     meta.status = status
     meta.complete = status in (evidence.STATUS_COMPLETE, evidence.STATUS_REFUSED)
     meta.reason = reason
     meta.ended_at = utc_now()
     meta.exit_code = rc
-    evidence.write_metadata(run_dir, meta)
-    manifest.seal(run_dir)
+    try:
+        evidence.write_metadata(run_dir, meta)
+        manifest.seal(run_dir)
+        return
+    except OSError as exc:
+        first = exc
+    meta.status, meta.complete = evidence.STATUS_INCOMPLETE, False
+    meta.reason = f"evidence could not be sealed: {_why(first)}" + (f"; {reason}" if reason else "")
+    for attempt in ("as is", "without its raw output"):
+        if attempt != "as is":
+            _drop_partial_copy(run_dir)
+            with contextlib.suppress(OSError):
+                (run_dir / evidence.ARTIFACTS / scrub.EVENTS_FILE).unlink()
+            meta.reason += "; its scrubbed output was dropped to make room"
+        try:
+            evidence.write_metadata(run_dir, meta)
+            manifest.seal(run_dir)
+            return
+        except OSError:
+            continue
+    raise EvidenceWriteError(
+        f"run {run_dir.name}: evidence could not be sealed: {_why(first)}. The run is left unsealed "
+        "(`offboard verify` reports it); free space, then `offboard run` or `offboard retry` seals it as "
+        "incomplete"
+    )
 
 
 def summary_headers(result: RunResult) -> list[str]:
