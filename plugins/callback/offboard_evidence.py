@@ -371,10 +371,11 @@ class CallbackModule(CallbackBase):
             probe.write_text("")
             probe.unlink()
         except OSError as exc:
+            why = "the disk is full (ENOSPC)" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
             raise Refused(
-                f"the evidence store {store.root} cannot be written ({exc.strerror or exc}): a run without "
-                "evidence is not an offboarding. Fix its permissions or free space, or point "
-                "OFFBOARD_EVIDENCE_DIR elsewhere"
+                f"evidence cannot be written in the store {store.root}: {why}. A run without evidence is "
+                "not an offboarding. Fix its permissions or free space, or point OFFBOARD_EVIDENCE_DIR "
+                "elsewhere"
             ) from None
         holder = _Holder(
             self.run_id,
@@ -389,7 +390,10 @@ class CallbackModule(CallbackBase):
         except _LockHeld as exc:
             raise Refused(str(exc)) from None
         except OSError as exc:
-            raise Refused(f"cannot take the run lock in {client_dir} ({exc.strerror or exc})") from None
+            why = "the disk is full (ENOSPC)" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            raise Refused(
+                f"evidence cannot be written: cannot take the run lock in {client_dir}: {why}"
+            ) from None
         self.store_checked = True
 
     def _guard_phase_play(self) -> None:

@@ -21,7 +21,15 @@ CLEAN_PATH = "/usr/bin:/bin"
 
 
 def rec(kind: str, **kw) -> dict:
-    base = {"kind": kind, "client": CLIENT, "phase": "agents", "recorded_at": "2026-01-01T00:00:00Z"}
+    # Schema-valid (docs/record.schema.json): readers skip any line that is not.
+    base = {
+        "schema": 1,
+        "kind": kind,
+        "client": CLIENT,
+        "phase": "agents",
+        "recorded_at": "2026-01-01T00:00:00Z",
+        "check_mode": False,
+    }
     return {**base, **kw}
 
 
