@@ -246,3 +246,54 @@ def test_module_contract_is_documented():
         "root",
     }
     yaml.safe_load(msf.RETURN)
+
+
+_aspec = importlib.util.spec_from_file_location(
+    "offboard_scheduled_cleanup", ROOT / "plugins/action/offboard_scheduled_cleanup.py"
+)
+cleanup = importlib.util.module_from_spec(_aspec)
+_aspec.loader.exec_module(cleanup)
+
+
+def test_one_call_records_every_item_kept_look_alike_and_empty_component(host):
+    _, items, kept = _scan(host)
+    found = list(items.values())
+    rehearsal = cleanup.records_for(found, kept, [], check_mode=True)
+    by_item = {r["item"]: r for r in rehearsal}
+    assert {i["id"] for i in found} <= set(by_item)
+    assert all(by_item[i["id"]]["action"] == "would_remove" for i in found)
+    assert all(by_item[i["id"]]["verification"]["result"] == "not_verified" for i in found)
+    cron = by_item["cron_file:/etc/cron.d/msp-patch-check"]
+    assert cron["before"]["definition"] and cron["before"]["definition_sha256"]
+    assert {f"kept:{k['id']}" for k in kept} <= set(by_item)
+    # Both components have items here, so no "nothing left" record claims absence.
+    assert "msp_footprint" not in by_item
+    for fields in rehearsal:
+        cleanup._record.validate({"phase": "agents", **fields})
+
+
+def test_one_call_marks_what_the_rescan_still_sees_failed_and_records_empty_components():
+    item = {
+        "id": "cron_file:/etc/cron.d/msp-x",
+        "component": "scheduled_task",
+        "kind": "cron_file",
+        "path": "/etc/cron.d/msp-x",
+        "matched_by": "name",
+        "definition": "* * * * * root /opt/msp-scripts/x",
+        "definition_sha256": "0" * 64,
+        "definition_bytes": 33,
+        "truncated": False,
+        "file_deleted": True,
+    }
+    real = cleanup.records_for([item], [], [item["id"]], check_mode=False)
+    assert real[0]["action"] == "failed" and real[0]["verification"]["result"] == "still_present"
+    assert real[0]["after"]["found"] is True
+    gone = cleanup.records_for([item], [], [], check_mode=False)
+    assert gone[0]["action"] == "removed" and gone[0]["verification"]["result"] == "verified_absent"
+    empty = [r for r in gone if r["item"] == "msp_footprint"]
+    assert [r["component"] for r in empty] == ["startup_script"]
+    nothing = cleanup.records_for([], [], [], check_mode=True)
+    assert [(r["component"], r["verification"]["result"]) for r in nothing] == [
+        ("scheduled_task", "verified_absent"),
+        ("startup_script", "verified_absent"),
+    ]
