@@ -215,6 +215,8 @@ def _components_roles_record() -> set[str]:
     for path in files:
         lines = path.read_text(errors="replace").splitlines()
         for i, line in enumerate(lines):
+            if re.match(r"\s*COMPONENTS\s*=", line):  # an action plugin's tuple of the components it records
+                found.update(re.findall(r"['\"]([a-z_]+)['\"]", line))
             if "component" not in line:
                 continue
             chunk = " ".join(lines[i : i + 2])
