@@ -53,7 +53,7 @@ try:
     from offboard.lock import RunLock as _RunLock
     from offboard.records import Record as _Record
     from offboard.records import RecordError as _RecordError
-    from offboard.records import looks_secret as _looks_secret
+    from offboard.records import names_secret as _names_secret
     from offboard.records import utc_now as _utc_now
 
     _IMPORT_ERROR: str | None = None
@@ -341,10 +341,17 @@ class CallbackModule(CallbackBase):
         action = str(getattr(task, "action", ""))
         if action.endswith("set_fact"):
             for key in getattr(task, "args", {}) or {}:
-                if key in cache and (no_log or _looks_secret(str(key))):
-                    found.extend(_scrub.secrets_from_result({"value": cache[key]}, no_log=True))
+                if key not in cache or not (no_log or _names_secret(str(key))):
+                    continue
+                value = cache[key]
+                if isinstance(value, str):
+                    found.extend([value] if value.strip() else [])
+                else:
+                    # A structure (hosts, accounts, dates, handles): only what its own keys mark secret. Every
+                    # leaf would mask host names and dates all over the evidence and break the ledger.
+                    found.extend(_scrub.secrets_from_result(value, no_log=False))
         register = getattr(task, "register", None)
-        if register and register in cache and (no_log or _looks_secret(str(register))):
+        if register and register in cache and (no_log or _names_secret(str(register))):
             found.extend(_scrub.secrets_from_result(cache[register], no_log=True))
         if found:
             self.redact.add(found)

@@ -99,3 +99,22 @@ def test_records_file_with_a_torn_last_line_yields_only_whole_records(tmp_path):
     path = tmp_path / "records.jsonl"
     path.write_text(rec.to_json() + "\n" + rec.to_json()[:20])
     assert [r.host for r in records.iter_records(path)] == ["h"]
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("__credential_rotation_secret", True),
+        ("new_password", True),
+        ("fake_admin_password", True),
+        ("vendor_api_key", True),
+        (
+            "__credential_rotation_os",
+            False,
+        ),  # the role's name holds "credential": its facts are not all secret
+        ("__credential_rotation_keep", False),
+        ("__access_guard_today", False),
+    ],
+)
+def test_a_variable_is_collected_as_secret_by_the_last_words_of_its_name(name, secret):
+    assert records.names_secret(name) is secret

@@ -94,6 +94,16 @@ def looks_secret(key: str) -> bool:
     return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
+def names_secret(name: str) -> bool:
+    """True when a variable's name says its value is a secret: its last word is a secret word, or its last two
+    words a secret pair (`__credential_rotation_secret`, `new_password`, `api_key`). Stricter than
+    looks_secret: a role prefix such as `credential_rotation_` names the role, not a secret value."""
+    words = [w.lower() for w in _WORD_RE.findall(str(name))]
+    if not words:
+        return False
+    return words[-1] in _SECRET_WORDS or tuple(words[-2:]) in _SECRET_PAIRS
+
+
 class RecordError(ValueError):
     """A record that breaks the contract; the message names the field."""
 
