@@ -322,15 +322,18 @@ def down(hosts: list[str]) -> None:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
 
-def evidence_env(run_dir: Path) -> dict[str, str]:
-    """Records of a run into run_dir (the evidence callback's wrapper mode): the throw-away client is not
-    a folder under inventories/, so a plain run could not tell its client."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        "OFFBOARD_EVIDENCE_RUN_DIR": str(run_dir),
-        "OFFBOARD_RUN_ID": run_dir.name,
-        "OFFBOARD_CLIENT": "field",
-    }
+def evidence_env(store: Path) -> dict[str, str]:
+    """A plain run's evidence in its own store (the preflight names the client: `field`)."""
+    store.mkdir(parents=True, exist_ok=True)
+    return {"OFFBOARD_EVIDENCE_DIR": str(store)}
+
+
+def the_run(store: Path) -> Path:
+    """The one sealed run folder of client `field` in store."""
+    runs = [p for p in (store / "field").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(runs) == 1, runs
+    assert (runs[0] / "MANIFEST.sha256").is_file(), f"{runs[0]} was not sealed"
+    return runs[0]
 
 
 def write_inventory(folder: Path, hosts: list[str]) -> Path:

@@ -77,7 +77,8 @@ def test_field_variants_rehearsal_then_removal_by_evidence(field_hosts: Path):
     )
     assert check.returncode == 0, check.stdout[-4000:]
     assert {h: field.snapshot(h) for h in HOSTS} == planted
-    would = {(r["host"], r["item"]) for r in read_records(check_dir) if r.get("action") == "would_remove"}
+    rehearsal = read_records(field.the_run(check_dir))
+    would = {(r["host"], r["item"]) for r in rehearsal if r.get("action") == "would_remove"}
     assert {
         ("field-srv01", "connectwise_automate"),
         ("field-srv01", "tactical_rmm"),
@@ -110,7 +111,7 @@ def test_field_variants_rehearsal_then_removal_by_evidence(field_hosts: Path):
         assert _left(host, after[host]) == [], f"{host}: MSP footprint left: {_left(host, after[host])}"
     assert _client(after["field-ws01"]) == client, "the client's own ScreenConnect instance was touched"
 
-    records = {(r["host"], r["item"]): r for r in read_records(real_dir) if r.get("item")}
+    records = {(r["host"], r["item"]): r for r in read_records(field.the_run(real_dir)) if r.get("item")}
     automate = records[("field-srv01", "connectwise_automate")]
     assert automate["action"] == "removed" and automate["verification"]["result"] == "verified_absent"
     assert automate["after"]["uninstaller_rc"] == 3  # the broken uninstaller's exit code, then the fallback
