@@ -354,7 +354,8 @@ class CallbackModule(CallbackBase):
         if register and register in cache and (no_log or _names_secret(str(register))):
             found.extend(_scrub.secrets_from_result(cache[register], no_log=True))
         if found:
-            self.redact.add(found)
+            # Whole values only: a no_log task's output listed line by line would mask hosts and dates.
+            self.redact.add(found, lines=False)
 
     def _refuse(self, message: str) -> None:
         """End ansible-playbook here, before the next play touches a host (a callback's exceptions are

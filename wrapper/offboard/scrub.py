@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from offboard.fsutil import open_private
-from offboard.records import looks_secret
+from offboard.records import looks_secret, names_secret
 
 EVENTS_FILE = "job_events.jsonl"  # every job event of a run, one JSON object per line, in counter order
 
 MASK = "********"
+MIN_SECRET_LINE_LEN = 16
 MIN_SECRET_LEN = 6
 SHORT_SECRET_MIN = 3  # below this, not even a whole value is masked ("ok", "0" would go everywhere)
 # Variables kept (values still redacted) in the rebuilt `command` artifact: they explain the run.
@@ -62,17 +63,23 @@ class Redactor:
         self._re: re.Pattern[str] | None = None
         self.add(values)
 
-    def add(self, values: Iterable[Any], short: bool = False) -> None:
+    def add(self, values: Iterable[Any], short: bool = False, lines: bool = True) -> None:
         """Learn more secret values (e.g. a password generated during the run).
 
         Parts shorter than MIN_SECRET_LEN are ignored unless `short` (values known to be secrets, e.g.
-        an environment variable named like a token): those are masked as whole values only."""
+        an environment variable named like a token): those are masked as whole values only. `lines=False`
+        (values learned from a run's output) masks whole values only, never each line of them."""
         before = len(self._needles)
         for value in values:
             if value is None or isinstance(value, bool):
                 continue
             value = str(value)
-            for part in [value, *value.splitlines(), *_url_passwords(value)]:
+            # A multi-line secret (a key, a config) is also masked line by line, but only lines long enough
+            # to be its own material: a line such as "backup" would mask that word all over the evidence.
+            parts = [ln for ln in value.splitlines() if len(ln.strip()) >= MIN_SECRET_LINE_LEN]
+            if not lines:
+                parts = []
+            for part in [value, *parts, *_url_passwords(value)]:
                 part = part.strip() if part is not value else part
                 if len(part) >= MIN_SECRET_LEN:
                     self._needles.add(part)
@@ -302,7 +309,9 @@ def secrets_from_result(result: Mapping[str, Any], no_log: bool) -> list[str]:
         if isinstance(node, Mapping):
             for sub, value in node.items():
                 sub = str(sub)
-                if looks_secret(sub) or (no_log and sub in _NO_LOG_VALUE_KEYS):
+                # A key that names a secret by its last word (`password`, `new_secret`), not any key with such
+                # a word in it: `password_last_set` or `login_password_files` hold dates and paths.
+                if names_secret(sub) or (no_log and sub in _NO_LOG_VALUE_KEYS):
                     leaves(value)
                 else:
                     walk(value, sub)
