@@ -340,8 +340,12 @@ class CallbackModule(CallbackBase):
                 cache = self.var_manager._nonpersistent_fact_cache.get(result._host.get_name()) or {}
         action = str(getattr(task, "action", ""))
         if action.endswith("set_fact"):
-            for key in getattr(task, "args", {}) or {}:
-                if key not in cache or not (no_log or _names_secret(str(key))):
+            keys = [str(k) for k in getattr(task, "args", {}) or {} if k in cache]
+            # A no_log set_fact that names its secret (`__role_secret` beside `__role_handle`) marks that
+            # key only; one that names none marks every value it sets.
+            named = [k for k in keys if _names_secret(k)]
+            for key in keys:
+                if not (key in named or (no_log and not named)):
                     continue
                 value = cache[key]
                 if isinstance(value, str):

@@ -311,7 +311,11 @@ def secrets_from_result(result: Mapping[str, Any], no_log: bool) -> list[str]:
                 sub = str(sub)
                 # A key that names a secret by its last word (`password`, `new_secret`), not any key with such
                 # a word in it: `password_last_set` or `login_password_files` hold dates and paths.
-                if names_secret(sub) or (no_log and sub in _NO_LOG_VALUE_KEYS):
+                # getent's facts are named for the database they read (getent_passwd): account names and
+                # home folders, not secrets.
+                if (names_secret(sub) and not sub.startswith("getent_")) or (
+                    no_log and sub in _NO_LOG_VALUE_KEYS
+                ):
                     leaves(value)
                 else:
                     walk(value, sub)
