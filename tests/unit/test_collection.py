@@ -123,32 +123,18 @@ def test_the_collection_builds_installs_and_documents_its_plugins_outside_the_re
         assert not any(line.startswith(left_out) for line in listing.splitlines()), left_out
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env["ANSIBLE_COLLECTIONS_PATH"] = str(tmp_path / "cols")
+
     # Outside the repository, as another project would install it (inside, the repository's own link already
     # counts as an installed offboard.msp).
-    subprocess.run(
-        [galaxy, "collection", "install", "--no-deps", "-p", str(tmp_path / "cols"), str(artifact)],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    doc = subprocess.run(
-        [str(BIN / "ansible-doc"), "-t", "module", "offboard.msp.agent_footprint"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    def outside(*argv: str) -> str:
+        return subprocess.run(
+            list(argv), cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+        ).stdout
+
+    outside(galaxy, "collection", "install", "--no-deps", "-p", str(tmp_path / "cols"), str(artifact))
+    doc = outside(str(BIN / "ansible-doc"), "-t", "module", "offboard.msp.agent_footprint")
     assert "offboard.msp.agent_footprint" in doc and "state" in doc
-    callbacks = subprocess.run(
-        [str(BIN / "ansible-doc"), "-t", "callback", "-l", "offboard.msp"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    callbacks = outside(str(BIN / "ansible-doc"), "-t", "callback", "-l", "offboard.msp")
     assert "offboard.msp.offboard_evidence" in callbacks
 
 

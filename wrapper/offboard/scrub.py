@@ -76,9 +76,9 @@ class Redactor:
             value = str(value)
             # A multi-line secret (a key, a config) is also masked line by line, but only lines long enough
             # to be its own material: a line such as "backup" would mask that word all over the evidence.
-            parts = [ln for ln in value.splitlines() if len(ln.strip()) >= MIN_SECRET_LINE_LEN]
-            if not lines:
-                parts = []
+            parts = (
+                [ln for ln in value.splitlines() if len(ln.strip()) >= MIN_SECRET_LINE_LEN] if lines else []
+            )
             for part in [value, *parts, *_url_passwords(value)]:
                 part = part.strip() if part is not value else part
                 if len(part) >= MIN_SECRET_LEN:
