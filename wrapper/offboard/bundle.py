@@ -267,8 +267,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
-    from offboard.cli import EXIT_ERROR, EXIT_OK, UsageError
     from offboard.commands import _client_known, _project, _store
+    from offboard.errors import EXIT_ERROR, EXIT_OK, UsageError
 
     project = _project()
     store = _store(args)

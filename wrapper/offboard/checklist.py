@@ -28,7 +28,7 @@ import yaml
 from offboard import inventory, ledger, manifest, notify, paths, psa, waiting
 from offboard import plan as planlib
 from offboard import team as teamlib
-from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, UsageError
+from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_PENDING, UsageError
 from offboard.evidence import RECORDS, STATUS_COMPLETE, EvidenceStore, RunMetadata, operator, write_metadata
 from offboard.fsutil import locked, open_private
 from offboard.inventory import InventoryError

@@ -1,10 +1,6 @@
 """The `offboard` command line: one subcommand per module, each registering its own parser.
 
-Exit codes, for people and CI jobs alike:
-  0  done: nothing outstanding
-  1  error: something failed; the message says what to do
-  2  usage: bad arguments or input, nothing was run
-  75 pending: devices still outstanding (EX_TEMPFAIL), try again later
+Exit codes are defined in `offboard.errors` (0 done, 1 error, 2 usage, 75 pending).
 """
 
 from __future__ import annotations
@@ -14,17 +10,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_PENDING = 75
+from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
+
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_PENDING", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 
 # Each module exposes register(subparsers) and sets `func` on its parser(s).
 _COMMAND_MODULES = ("lab", "commands", "checklist", "serve", "report", "bundle")
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported with exit code 2 before anything runs."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,8 +54,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m offboard.cli` runs this file as __main__; the command modules import offboard.cli, a
-    # second copy whose UsageError is another class. Delegate to that copy so exit codes stay right.
-    from offboard.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from offboard import inventory, ledger, manifest, paths, psa, reach, runner, signing
-from offboard.cli import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
+from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
 from offboard.evidence import EvidenceStore, active_runs
 from offboard.fsutil import is_link
 from offboard.inventory import ClientInventory, InventoryError

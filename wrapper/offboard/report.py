@@ -848,8 +848,8 @@ def build(store: EvidenceStore, client: str) -> ReportData:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from offboard.cli import EXIT_ERROR, EXIT_OK, UsageError
     from offboard.commands import _client_known, _project, _store
+    from offboard.errors import EXIT_ERROR, EXIT_OK, UsageError
 
     project = _project()
     store = _store(args)

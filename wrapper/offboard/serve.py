@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from offboard import checklist, notify, paths, psa
-from offboard.cli import EXIT_OK, UsageError
+from offboard.errors import EXIT_OK, UsageError
 from offboard.evidence import EvidenceStore
 
 log = logging.getLogger("offboard.serve")
