@@ -24,7 +24,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from offboard import manifest, report, signing
+from offboard import jsonout, manifest, report, signing
 from offboard.evidence import EvidenceStore
 
 BAGIT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
@@ -263,18 +263,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, metavar="FILE", help="the tar.gz (default: reports/CLIENT/<name>.tar.gz)"
     )
     p.add_argument("--no-pdf", action="store_true", help="leave the report's PDF out (no Chromium needed)")
+    jsonout.add_flag(p)
     p.set_defaults(func=cmd_bundle)
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
-    from offboard.commands import _client_known, _project, _store
-    from offboard.errors import EXIT_ERROR, EXIT_OK, UsageError
+    from offboard.errors import EXIT_ERROR, EXIT_OK
 
-    project = _project()
-    store = _store(args)
-    _client_known(args.client, project, store)
-    if not store.run_ids(args.client):
-        raise UsageError(f"no evidence for client {args.client} in {store.root}: nothing to bundle")
+    project, store = report.client_evidence(args, "bundle")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or project / "reports" / args.client / f"{args.client}-evidence-{stamp}.tar.gz"
     os.umask(0o077)
@@ -282,6 +278,14 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         make_bundle(store, args.client, out, pdf=not args.no_pdf)
     except (BundleError, RuntimeError, FileNotFoundError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"offboard: bundle not written: {exc}", file=sys.stderr)
+        if args.json:
+            return jsonout.emit(
+                "bundle", EXIT_ERROR, {"client": args.client, "bundle": None, "error": str(exc)}
+            )
         return EXIT_ERROR
-    print(f"bundle: {out}\nsha256: {bundle_digest(out)}  (send this digest to the reviewer separately)")
+    digest = bundle_digest(out)
+    if args.json:
+        print("offboard: send the sha256 to the reviewer separately", file=sys.stderr)
+        return jsonout.emit("bundle", EXIT_OK, {"client": args.client, "bundle": str(out), "sha256": digest})
+    print(f"bundle: {out}\nsha256: {digest}  (send this digest to the reviewer separately)")
     return EXIT_OK
