@@ -14,91 +14,65 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from offboard import jsonout, lab_dc
+from offboard.lab_image import (
+    DISABLED_UNITS,
+    DOCKERD_ARGS,
+    IMAGE_REPO,
+    PACKAGES,
+    RUN_ARGS,
+    SUITE,
+    LabError,
+    LabHost,
+    build_image,
+    docker_ready,
+    ensure_docker,
+    ensure_image,
+    image_exists,
+    image_tag,
+)
+from offboard.lab_image import run as _run
 from offboard.paths import project_root
 
-IMAGE_REPO = "offboard-lab"
+__all__ = [
+    "DISABLED_UNITS",
+    "DOCKERD_ARGS",
+    "IMAGE_REPO",
+    "LABEL",
+    "PACKAGES",
+    "RUN_ARGS",
+    "SUITE",
+    "LabError",
+    "LabHost",
+    "build_image",
+    "container_state",
+    "docker_ready",
+    "down",
+    "ensure_container",
+    "ensure_docker",
+    "ensure_image",
+    "image_exists",
+    "image_tag",
+    "lab_hosts",
+    "plant",
+    "plant_digest",
+    "project_root",
+    "start_host",
+    "status_rows",
+    "stop_host",
+    "up",
+]
+
 LABEL = "io.offboard.lab"
-SUITE = "bookworm"
-# Everything the lab hosts and the molecule scenarios need on a target. Part of the image's content
-# hash: changing this list builds a new image.
-PACKAGES = (
-    "python3",
-    "python3-apt",
-    "systemd",
-    "systemd-sysv",
-    "dbus",
-    "openssh-server",
-    "cron",
-    "sudo",
-    "procps",
-    # The network lab machines (issue 7): lab-fw01 (nftables firewall with SNMP and syslog) and lab-dns01
-    # (BIND serving the client's zones on 127.0.0.1:5300).
-    "nftables",
-    "snmpd",
-    "rsyslog",
-    "bind9",
-)
-# Services that come with those packages start only where the plant script enables them: named with
-# Debian's defaults would listen on port 53 of the host's interfaces in lab-dns01 (--network host).
-DISABLED_UNITS = ("named.service", "snmpd.service", "rsyslog.service", "nftables.service")
-DOCKERD_ARGS = ("--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false")
-RUN_ARGS = (
-    "--cap-add",
-    "SYS_ADMIN",
-    "--security-opt",
-    "seccomp=unconfined",
-    "--security-opt",
-    "apparmor=unconfined",
-    "--cgroupns=host",
-    "-v",
-    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs",
-    "/run",
-    "--tmpfs",
-    "/run/lock",
-    # systemd shuts down cleanly and fast on SIGRTMIN+3 (0.2 s instead of a 10 s kill).
-    "--stop-signal",
-    "SIGRTMIN+3",
-)
-
-
-class LabError(RuntimeError):
-    """The lab could not be brought to the asked state; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class LabHost:
-    name: str
-    container: str
-    offline: bool
-    # "none" (default: docker_api only) or "host": the container shares the host's network namespace.
-    # With `sshd_listen` its sshd listens only there (its own 127.x address), for real SSH logins (access
-    # phase); without it sshd is masked before the first boot (a lab service must never bind the host's :22).
-    network: str = "none"
-    sshd_listen: str = ""
-    # The lab's Samba AD domain controller (host var `lab_role: domain_controller`; see lab_dc.py).
-    dc: bool = False
-    caps: tuple[str, ...] = ()  # lab_caps: extra capabilities, e.g. NET_ADMIN for nftables
-    group: str = ""  # the inventory group the host sits in (lab_network: firewall and DNS server)
-
-
-def _run(cmd: list[str], *, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, text=True, capture_output=quiet, check=False)
-    if check and proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout or "").strip() if quiet else ""
-        raise LabError(f"{' '.join(cmd[:3])} ... failed (rc {proc.returncode}): {detail[-800:]}")
-    return proc
 
 
 def lab_hosts(root: Path | None = None) -> list[LabHost]:
@@ -129,14 +103,6 @@ def lab_hosts(root: Path | None = None) -> list[LabHost]:
     return hosts
 
 
-def image_tag() -> str:
-    """Content-addressed tag: same package list and suite -> same image, built once."""
-    digest = hashlib.sha256(
-        json.dumps([SUITE, sorted(PACKAGES), sorted(DISABLED_UNITS)]).encode()
-    ).hexdigest()[:12]
-    return f"{IMAGE_REPO}:{digest}"
-
-
 def plant_digest(root: Path) -> str:
     """Fingerprint of what the lab plants (playbooks/lab and the lab inventory). Containers carry it as a
     label: a container planted from other definitions is recreated, since planting over an older lab
@@ -146,69 +112,6 @@ def plant_digest(root: Path) -> str:
         for path in sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
-
-
-def docker_ready() -> bool:
-    return shutil.which("docker") is not None and _run(["docker", "info"], check=False).returncode == 0
-
-
-def ensure_docker(timeout: float = 60.0) -> None:
-    """Start dockerd (bridge off: containers get no network) unless a daemon already answers."""
-    if docker_ready():
-        return
-    if shutil.which("dockerd") is None:
-        raise LabError("dockerd is not installed: apt-get install -y docker.io (make demo does this)")
-    log = Path(os.environ.get("OFFBOARD_DOCKERD_LOG", "/var/log/offboard-dockerd.log"))
-    with log.open("ab") as handle:
-        subprocess.Popen(
-            ["dockerd", *DOCKERD_ARGS],
-            stdout=handle,
-            stderr=handle,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if docker_ready():
-            return
-        time.sleep(0.5)
-    raise LabError(f"dockerd did not answer within {timeout:.0f}s; see {log}")
-
-
-def image_exists(tag: str) -> bool:
-    return _run(["docker", "image", "inspect", tag], check=False).returncode == 0
-
-
-def build_image(packages: tuple[str, ...], tag: str) -> None:
-    """Debian rootfs with mmdebstrap, imported as a systemd image. Services that would listen on the
-    host's interfaces in a host-network container (DISABLED_UNITS) start only where a plant enables
-    them: in every image built from the lab's packages, the DC's too (its named would take port 53
-    from Samba's DNS)."""
-    with tempfile.TemporaryDirectory(prefix="offboard-lab-") as tmp:
-        tar = Path(tmp) / "rootfs.tar"
-        _run(
-            [
-                "mmdebstrap",
-                "--variant=minbase",
-                f"--include={','.join(packages)}",
-                f'--customize-hook=chroot "$1" systemctl disable {" ".join(DISABLED_UNITS)}',
-                SUITE,
-                str(tar),
-            ]
-        )
-        _run(["docker", "import", "--change", 'CMD ["/lib/systemd/systemd"]', str(tar), tag])
-
-
-def ensure_image(log=print) -> str:
-    """Build the lab image unless the content-addressed tag exists; also tag it :latest (molecule)."""
-    tag = image_tag()
-    if not image_exists(tag):
-        if shutil.which("mmdebstrap") is None:
-            raise LabError("mmdebstrap is not installed: apt-get install -y mmdebstrap (make demo does this)")
-        log(f"building lab image {tag} with mmdebstrap (about 30 s)")
-        build_image(PACKAGES, tag)
-    _run(["docker", "tag", tag, f"{IMAGE_REPO}:latest"])
-    return tag
 
 
 def container_state(name: str) -> dict | None:
@@ -303,27 +206,29 @@ def _ansible_env(root: Path) -> dict[str, str]:
     return env
 
 
-def plant(root: Path, verbose: bool = False) -> None:
+def plant(root: Path, verbose: bool = False, stdout: Any = None) -> None:
+    """Run playbooks/lab/plant.yml against the lab (once more after a failure: planting is idempotent).
+
+    Verbose: the playbook's output goes to `stdout` (default: this process's stdout)."""
     cmd = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         "-i",
         str(root / "inventories" / "lab"),
         str(root / "playbooks" / "lab" / "plant.yml"),
     ]
-    proc = subprocess.run(cmd, cwd=root, env=_ansible_env(root), text=True, capture_output=not verbose)
+    output: dict[str, Any] = {"stdout": stdout} if verbose else {"capture_output": True}
+    proc = subprocess.run(cmd, cwd=root, env=_ansible_env(root), text=True, check=False, **output)
     if proc.returncode != 0:
         # docker_api occasionally returns an empty exec output under load; planting is idempotent, so
         # one more pass tells a transport hiccup from a real error (which fails again).
-        proc = subprocess.run(cmd, cwd=root, env=_ansible_env(root), text=True, capture_output=not verbose)
+        proc = subprocess.run(cmd, cwd=root, env=_ansible_env(root), text=True, check=False, **output)
     if proc.returncode != 0:
         tail = "" if verbose else (proc.stdout or "")[-3000:]
         raise LabError(f"planting the lab failed (rc {proc.returncode}):\n{tail}")
 
 
-def up(verbose: bool = False, log=print) -> list[LabHost]:
+def up(verbose: bool = False, log=print, plant_output: Any = None) -> list[LabHost]:
     """Bring the lab to its defined state: image, running containers, planted, offline host stopped."""
-    from offboard import lab_dc  # imports this module
-
     root = project_root()
     ensure_docker()
     tag = ensure_image(log)
@@ -333,7 +238,7 @@ def up(verbose: bool = False, log=print) -> list[LabHost]:
     for host in hosts:
         ensure_container(host, dc_tag if host.dc else tag, plant_id)
     log(f"planting footprints on {len(hosts)} lab machines")
-    plant(root, verbose=verbose)
+    plant(root, verbose=verbose, stdout=plant_output)
     for host in hosts:
         if host.dc:
             log(f"{host.name}: planting the directory (OUs, accounts, GPOs)")
@@ -387,34 +292,61 @@ def stop_host(name: str) -> None:
 # --- CLI ------------------------------------------------------------------------------------------
 
 
+def _err(*parts: object) -> None:
+    print(*parts, file=sys.stderr)
+
+
+def _fail(args: argparse.Namespace, exc: LabError) -> int:
+    _err(f"offboard lab {args.lab_command}: {exc}")
+    if getattr(args, "json", False):
+        return jsonout.emit(f"lab {args.lab_command}", 1, {"error": str(exc)})
+    return 1
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     try:
-        up(verbose=args.verbose)
+        if args.json:  # progress and the plant playbook's output go to stderr: stdout is the JSON document
+            up(verbose=args.verbose, log=_err, plant_output=sys.stderr)
+        else:
+            up(verbose=args.verbose)
     except LabError as exc:
-        print(f"offboard lab up: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args, exc)
     return _cmd_status(args)
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
     try:
-        down()
+        removed = down(log=_err if args.json else print)
     except LabError as exc:
-        print(f"offboard lab down: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args, exc)
+    if args.json:
+        return jsonout.emit("lab down", 0, {"removed": removed})
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     rows = status_rows()
+    ok = all(_as_expected(status, expected) for _, status, expected in rows)
+    if args.json:
+        hosts = [
+            {
+                "host": name,
+                "container": status,
+                "expected": expected,
+                "as_expected": _as_expected(status, expected),
+            }
+            for name, status, expected in rows
+        ]
+        return jsonout.emit(f"lab {args.lab_command}", 0 if ok else 1, {"hosts": hosts})
     width = max(len(r[0]) for r in rows)
     print(f"{'HOST':<{width}}  {'CONTAINER':<10}  EXPECTED")
     for name, status, expected in rows:
         print(f"{name:<{width}}  {status:<10}  {expected}")
-    ok = all(
-        status == ("exited" if expected.startswith("stopped") else "running") for _, status, expected in rows
-    )
     return 0 if ok else 1
+
+
+def _as_expected(status: str, expected: str) -> bool:
+    return status == ("exited" if expected.startswith("stopped") else "running")
 
 
 def _cmd_power(args: argparse.Namespace) -> int:
@@ -422,8 +354,9 @@ def _cmd_power(args: argparse.Namespace) -> int:
     try:
         action(args.host)
     except LabError as exc:
-        print(f"offboard lab {args.lab_command}: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args, exc)
+    if args.json:
+        return jsonout.emit(f"lab {args.lab_command}", 0, {"host": args.host})
     return 0
 
 
@@ -439,11 +372,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_up = sub.add_parser("up", help="build the image if needed, create, plant, stop the offline laptop")
     p_up.add_argument("-v", "--verbose", action="store_true", help="show the plant playbook's output")
     p_up.set_defaults(func=_cmd_up)
-    sub.add_parser("down", help="remove the lab's containers (only those)").set_defaults(func=_cmd_down)
-    sub.add_parser("status", help="one line per lab machine: container state").set_defaults(func=_cmd_status)
+    p_down = sub.add_parser("down", help="remove the lab's containers (only those)")
+    p_down.set_defaults(func=_cmd_down)
+    p_status = sub.add_parser("status", help="one line per lab machine: container state")
+    p_status.set_defaults(func=_cmd_status)
     p_start = sub.add_parser("start", help="start one lab machine, e.g. the offline laptop coming back")
     p_start.add_argument("host")
     p_start.set_defaults(func=_cmd_power)
     p_stop = sub.add_parser("stop", help="stop one lab machine (take it offline)")
     p_stop.add_argument("host")
     p_stop.set_defaults(func=_cmd_power)
+    for parser in (p_up, p_down, p_status, p_start, p_stop):
+        jsonout.add_flag(parser)

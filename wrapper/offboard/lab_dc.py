@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from offboard import lab
+from offboard import lab_image
 from offboard.paths import project_root
 
 DC_IMAGE_REPO = "offboard-lab-dc"
@@ -60,7 +60,12 @@ def dc_image_tag(root: Path | None = None) -> str:
     script = (_dc_dir(root) / "provision.sh").read_bytes()
     digest = hashlib.sha256(
         json.dumps(
-            [lab.SUITE, sorted(lab.PACKAGES + DC_PACKAGES), sorted(lab.DISABLED_UNITS), DC_HOSTNAME]
+            [
+                lab_image.SUITE,
+                sorted(lab_image.PACKAGES + DC_PACKAGES),
+                sorted(lab_image.DISABLED_UNITS),
+                DC_HOSTNAME,
+            ]
         ).encode()
         + script
     ).hexdigest()[:12]
@@ -73,30 +78,30 @@ def _exec(container: str, argv: list[str], stdin: bytes, timeout: float, what: s
             ["docker", "exec", "-i", container, *argv], input=stdin, capture_output=True, timeout=timeout
         )
     except subprocess.TimeoutExpired as exc:
-        raise lab.LabError(f"{what} on {container} did not finish within {timeout:.0f}s") from exc
+        raise lab_image.LabError(f"{what} on {container} did not finish within {timeout:.0f}s") from exc
     out = proc.stdout.decode(errors="replace")
     if proc.returncode != 0:
         detail = (proc.stderr.decode(errors="replace") + out).strip()[-1500:]
-        raise lab.LabError(f"{what} on {container} failed (rc {proc.returncode}): {detail}")
+        raise lab_image.LabError(f"{what} on {container} failed (rc {proc.returncode}): {detail}")
     return out
 
 
 def ensure_dc_image(log=print, root: Path | None = None) -> str:
     """Build and provision the DC image unless its tag exists; also tag it :latest (molecule)."""
     tag = dc_image_tag(root)
-    if not lab.image_exists(tag):
+    if not lab_image.image_exists(tag):
         if shutil.which("mmdebstrap") is None:
-            raise lab.LabError(
+            raise lab_image.LabError(
                 "mmdebstrap is not installed: apt-get install -y mmdebstrap (make demo does this)"
             )
         digest = tag.split(":", 1)[1]
         build_tag = f"{DC_IMAGE_REPO}-build:{digest}"
         build_name = f"offboard-lab-dc-build-{digest}"
         log(f"building the lab DC image {tag}: Debian + Samba with mmdebstrap, then provisioning (~2 min)")
-        lab.build_image(lab.PACKAGES + DC_PACKAGES, build_tag)
-        lab._run(["docker", "rm", "-f", build_name], check=False)
+        lab_image.build_image(lab_image.PACKAGES + DC_PACKAGES, build_tag)
+        lab_image.run(["docker", "rm", "-f", build_name], check=False)
         try:
-            lab._run(
+            lab_image.run(
                 [
                     "docker",
                     "run",
@@ -105,7 +110,7 @@ def ensure_dc_image(log=print, root: Path | None = None) -> str:
                     build_name,
                     "--hostname",
                     DC_HOSTNAME,
-                    *lab.RUN_ARGS,
+                    *lab_image.RUN_ARGS,
                     build_tag,
                 ]
             )
@@ -113,17 +118,17 @@ def ensure_dc_image(log=print, root: Path | None = None) -> str:
             script = (_dc_dir(root) / "provision.sh").read_bytes()
             out = _exec(build_name, ["/bin/sh", "-s"], script, PROVISION_TIMEOUT, "provisioning the Samba DC")
             if "PROVISIONED" not in out:
-                raise lab.LabError(f"provisioning the Samba DC did not complete: {out[-800:]}")
-            lab._run(["docker", "stop", build_name])
-            lab._run(["docker", "commit", build_name, tag])
+                raise lab_image.LabError(f"provisioning the Samba DC did not complete: {out[-800:]}")
+            lab_image.run(["docker", "stop", build_name])
+            lab_image.run(["docker", "commit", build_name, tag])
         finally:
-            lab._run(["docker", "rm", "-f", build_name], check=False)
-            lab._run(["docker", "rmi", build_tag], check=False)
-    lab._run(["docker", "tag", tag, f"{DC_IMAGE_REPO}:latest"])
+            lab_image.run(["docker", "rm", "-f", build_name], check=False)
+            lab_image.run(["docker", "rmi", build_tag], check=False)
+    lab_image.run(["docker", "tag", tag, f"{DC_IMAGE_REPO}:latest"])
     return tag
 
 
-def plant(host: lab.LabHost, root: Path | None = None) -> bool:
+def plant(host: lab_image.LabHost, root: Path | None = None) -> bool:
     """Plant (or repair) the DC's directory content; True when something had to change."""
     script = (_dc_dir(root) / "plant.py").read_bytes()
     out = _exec(host.container, ["python3", "-"], script, PLANT_TIMEOUT, "planting the directory")
