@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from offboard.fsutil import locked
 from offboard.psa_api import CallResult, api_configured, backoff_base, post_status, scrub, secrets
@@ -102,9 +102,11 @@ def plan_link(
 
 
 def sync_client(
-    store: Any, client: str, extra: Path | None = None, quiet: bool = False
+    store: Any, client: str, extra: Path | None = None, quiet: bool = False, out: TextIO | None = None
 ) -> list[dict[str, Any]]:
-    """Post every completed step the PSA has not confirmed yet; record each call. Never raises."""
+    """Post every completed step the PSA has not confirmed yet; record each call. Never raises.
+
+    One line per call (and why the sync was skipped) goes to `out` (default stdout) unless quiet."""
     from offboard import checklist, ledger
     from offboard import plan as planlib
 
@@ -159,7 +161,8 @@ def sync_client(
                         f"ok HTTP {res.http_status}"
                         if res.ok
                         else f"not posted ({res.error}); retried next sync"
-                    )
+                    ),
+                    file=out,
                 )
         if records:
             with locked(store.client_dir(client) / checklist.CHECKLIST_LOCK):
@@ -167,5 +170,5 @@ def sync_client(
         return records
     except Exception as exc:  # a PSA problem never blocks the offboarding command that called us
         if not quiet:
-            print(f"{client}: PSA status update skipped ({type(exc).__name__}: {exc})")
+            print(f"{client}: PSA status update skipped ({type(exc).__name__}: {exc})", file=out)
         return []

@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from offboard import checklist, notify, paths, psa
-from offboard.errors import EXIT_OK, UsageError
+from offboard import checklist, jsonout, notify, paths, psa
+from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, UsageError
 from offboard.evidence import EvidenceStore
 
 log = logging.getLogger("offboard.serve")
@@ -194,47 +194,69 @@ def make_server(
     return server
 
 
+def _evidence_root(args: argparse.Namespace) -> Path:
+    return args.evidence_dir.resolve() if args.evidence_dir else paths.evidence_root()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve until interrupted. With --json: one document when listening (or refused), one when stopped."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    root = args.evidence_dir.resolve() if args.evidence_dir else paths.evidence_root()
     try:
-        server = make_server(EvidenceStore(root), args.bind, args.port, args.max_body, args.psa_config)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}") from None
+        try:
+            server = make_server(
+                EvidenceStore(_evidence_root(args)), args.bind, args.port, args.max_body, args.psa_config
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}") from None
+    except UsageError as exc:
+        if not args.json:
+            raise
+        print(f"offboard: {exc}", file=sys.stderr)
+        return jsonout.emit("serve", EXIT_USAGE, {"state": "refused", "error": str(exc)})
     host, port = server.server_address[:2]
+    names = sorted(server.RequestHandlerClass.receiver.configs)  # type: ignore[attr-defined]
     if args.bind not in ("127.0.0.1", "::1", "localhost"):
         log.warning(
             "listening on %s: put a TLS reverse proxy in front; every call is authenticated", args.bind
         )
-    log.info(
-        "listening on http://%s:%d/psa/<%s>",
-        host,
-        port,
-        "|".join(sorted(server.RequestHandlerClass.receiver.configs)),  # type: ignore[attr-defined]
-    )
+    log.info("listening on http://%s:%d/psa/<%s>", host, port, "|".join(names))
+    if args.json:
+        listening = {"state": "listening", "url": f"http://{host}:{port}/psa/", "psas": names}
+        jsonout.emit("serve", EXIT_OK, listening)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+    if args.json:
+        return jsonout.emit("serve", EXIT_OK, {"state": "stopped"})
     return EXIT_OK
 
 
 def cmd_psa_sync(args: argparse.Namespace) -> int:
-    root = args.evidence_dir.resolve() if args.evidence_dir else paths.evidence_root()
-    records = psa.sync_client(EvidenceStore(root), args.client, args.psa_config)
+    out = sys.stderr if args.json else sys.stdout  # with --json, stdout carries the one JSON document
+    records = psa.sync_client(EvidenceStore(_evidence_root(args)), args.client, args.psa_config, out=out)
+    code = EXIT_OK if all(r["ok"] for r in records) else EXIT_ERROR
     if not records:
-        print(f"{args.client}: nothing to post (no completed step unreported, or no PSA API configured)")
-    return EXIT_OK if all(r["ok"] for r in records) else 1
+        print(
+            f"{args.client}: nothing to post (no completed step unreported, or no PSA API configured)",
+            file=out,
+        )
+    if args.json:
+        keys = ("step", "psa", "target", "http_status", "attempts", "ok", "error")
+        posts = [{k: r[k] for k in keys} for r in records]
+        return jsonout.emit("psa-sync", code, {"client": args.client, "posts": posts})
+    return code
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     def common(p: argparse.ArgumentParser) -> None:
+        jsonout.add_flag(p)
         p.add_argument("--evidence-dir", type=Path, metavar="DIR", help="evidence store root")
         p.add_argument(
             "--psa-config",
