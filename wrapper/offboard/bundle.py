@@ -257,13 +257,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ssh-keygen commands; nobody needs offboard to check it.",
         epilog="Exit codes: 0 written, 1 error, 2 usage.",
     )
-    p.add_argument("client", metavar="CLIENT", help="client name")
-    p.add_argument("--evidence-dir", type=Path, metavar="DIR", help="evidence store root")
-    p.add_argument(
-        "--out", type=Path, metavar="FILE", help="the tar.gz (default: reports/CLIENT/<name>.tar.gz)"
+    report.add_evidence_arguments(
+        p,
+        out=("FILE", "the tar.gz (default: reports/CLIENT/<name>.tar.gz)"),
+        no_pdf="leave the report's PDF out (no Chromium needed)",
     )
-    p.add_argument("--no-pdf", action="store_true", help="leave the report's PDF out (no Chromium needed)")
-    jsonout.add_flag(p)
     p.set_defaults(func=cmd_bundle)
 
 

@@ -50,28 +50,27 @@ def private_dir(path: Path, tighten: bool = True) -> Path:
     return path
 
 
+def _lstat_mode(path: Path | str) -> int:
+    """The mode of path itself (a symlink is not followed); 0 when there is nothing to stat."""
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return 0
+
+
 def is_link(path: Path | str) -> bool:
     """lstat-based: True for a symlink (dangling or not)."""
-    try:
-        return stat.S_ISLNK(os.lstat(path).st_mode)
-    except OSError:
-        return False
+    return stat.S_ISLNK(_lstat_mode(path))
 
 
 def is_regular_file(path: Path | str) -> bool:
     """lstat-based is_file: a symlink to a file is not one."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
+    return stat.S_ISREG(_lstat_mode(path))
 
 
 def is_real_dir(path: Path | str) -> bool:
     """lstat-based is_dir: a symlink to a folder is not one."""
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
+    return stat.S_ISDIR(_lstat_mode(path))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -9,7 +9,6 @@ the limit and tags the run will use. The playbook's own preflight still runs (an
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -62,30 +61,20 @@ def validate(
     if not path.is_file():
         return f"{path} is missing: the run cannot be validated, so it is not started"
     module = _preflight_module(project)
-    os.environ.setdefault("ANSIBLE_CONFIG", str(project / "ansible.cfg"))
     from ansible.errors import AnsibleError
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.plugins.loader import init_plugin_loader
-    from ansible.template import Templar
-    from ansible.vars.manager import VariableManager
 
-    from offboard.inventory import _vault_secrets
+    from offboard.inventory import open_ansible
 
-    init_plugin_loader()
-    loader = DataLoader()
-    loader.set_basedir(str(project))
-    _vault_secrets(loader)
     try:
-        manager = InventoryManager(loader=loader, sources=[str(inv.path)])
-        variables = VariableManager(loader=loader, inventory=manager)
+        ansible = open_ansible(project, inv.path)
+        manager, variables = ansible.manager, ansible.variables
         everyone = [h.name for h in manager.get_hosts("all", ignore_restrictions=True)]
         manager.subset(limit or inv.client)
         selected = [h.name for h in manager.get_hosts("all")]
         hostvars: dict[str, Any] = {}
         for host in manager.get_hosts("all", ignore_restrictions=True):
             raw = variables.get_vars(host=host, include_hostvars=False)
-            hostvars[host.name] = _LazyHostVars(raw, Templar(loader=loader, variables=raw))
+            hostvars[host.name] = _LazyHostVars(raw, ansible.templar(raw))
         groups = {name: [h.name for h in group.get_hosts()] for name, group in manager.groups.items()}
         groups["all"] = everyone
     except AnsibleError as exc:

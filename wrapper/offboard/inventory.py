@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,21 +87,11 @@ def check_client_name(client: str, inventories: Path) -> Path:
 def load(client: str, project: Path, limit: str | None = None) -> ClientInventory:
     """Hosts of the client's group (narrowed by an ansible --limit pattern) with their connection settings."""
     path = check_client_name(client, project / "inventories")
-    os.environ.setdefault("ANSIBLE_CONFIG", str(project / "ansible.cfg"))
     from ansible.errors import AnsibleError
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.plugins.loader import init_plugin_loader
-    from ansible.template import Templar
-    from ansible.vars.manager import VariableManager
 
-    init_plugin_loader()
-    loader = DataLoader()
-    loader.set_basedir(str(project))
-    _vault_secrets(loader)
     try:
-        manager = InventoryManager(loader=loader, sources=[str(path)])
-        variables = VariableManager(loader=loader, inventory=manager)
+        ansible = open_ansible(project, path)
+        manager, variables = ansible.manager, ansible.variables
         if client not in manager.groups:
             raise InventoryError(
                 f"inventory {path} has no group named {client!r}: the client's top group must carry its name"
@@ -112,7 +103,7 @@ def load(client: str, project: Path, limit: str | None = None) -> ClientInventor
         hosts = []
         for host in manager.get_hosts(client):
             hostvars = variables.get_vars(host=host, include_hostvars=False)
-            templar = Templar(loader=loader, variables=hostvars)
+            templar = ansible.templar(hostvars)
             conn: dict[str, Any] = {}
             for key in _CONN_KEYS:
                 if key in hostvars:
@@ -126,6 +117,38 @@ def load(client: str, project: Path, limit: str | None = None) -> ClientInventor
     if not hosts:
         raise InventoryError(f"client {client!r} has no hosts in {path}: nothing to offboard")
     return ClientInventory(client, path, hosts)
+
+
+@dataclass
+class AnsibleInventory:
+    """An inventory source as Ansible loads it: loader (vault secrets given), manager and variables."""
+
+    loader: Any
+    manager: Any
+    variables: Any
+
+    def templar(self, variables: Mapping[str, Any]) -> Any:
+        from ansible.template import Templar
+
+        return Templar(loader=self.loader, variables=variables)
+
+
+def open_ansible(project: Path, source: Path) -> AnsibleInventory:
+    """Load `source` with Ansible's own code (plugins, group_vars, vault), as the playbook will.
+
+    A vault source that fails raises InventoryError; Ansible's own errors (AnsibleError) pass through."""
+    os.environ.setdefault("ANSIBLE_CONFIG", str(project / "ansible.cfg"))
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.vars.manager import VariableManager
+
+    init_plugin_loader()
+    loader = DataLoader()
+    loader.set_basedir(str(project))
+    _vault_secrets(loader)
+    manager = InventoryManager(loader=loader, sources=[str(source)])
+    return AnsibleInventory(loader, manager, VariableManager(loader=loader, inventory=manager))
 
 
 def _vault_secrets(loader: Any) -> None:

@@ -72,7 +72,7 @@ class LabHost:
 
     name: str
     container: str
-    offline: bool
+    offline: bool = False  # lab_offline: stopped after planting (the laptop in a desk drawer)
     # "none" (default: docker_api only) or "host": the container shares the host's network namespace.
     # With `sshd_listen` its sshd listens only there (its own 127.x address), for real SSH logins (access
     # phase); without it sshd is masked before the first boot (a lab service must never bind the host's :22).

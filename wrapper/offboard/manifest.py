@@ -93,18 +93,29 @@ def run_files(run_dir: Path) -> Iterator[str]:
                 yield rel
 
 
-def read_head(client_dir: Path) -> tuple[str, str] | None:
-    """(manifest digest, run id) named by HEAD, or None for a client without sealed runs."""
+def _first_line(path: Path) -> str | None:
+    """The first line of a chain file (HEAD, PREVIOUS.sha256), never through a symlink; None if absent.
+
+    Raises OSError when the file exists and cannot be read."""
     try:
-        with open_nofollow(client_dir / HEAD, "r") as handle:
+        with open_nofollow(path, "r") as handle:
             text = handle.read()
     except FileNotFoundError:
         return None
+    return text.splitlines()[0] if text else ""
+
+
+def read_head(client_dir: Path) -> tuple[str, str] | None:
+    """(manifest digest, run id) named by HEAD, or None for a client without sealed runs."""
+    try:
+        line = _first_line(client_dir / HEAD)
     except OSError as exc:
         raise ValueError(
             f"{client_dir / HEAD} cannot be read ({exc.strerror or exc}; a symlink is not followed)"
         ) from None
-    parsed = parse_line(text.splitlines()[0] if text else "")
+    if line is None:
+        return None
+    parsed = parse_line(line)
     if not parsed:
         raise ValueError(f"{client_dir / HEAD} is not a sha256sum line")
     digest, name = parsed
@@ -195,13 +206,12 @@ def verify_run(run_dir: Path, report: VerifyReport) -> None:
 
 def _previous_link(run_dir: Path) -> tuple[str, str] | None:
     try:
-        with open_nofollow(run_dir / PREVIOUS, "r") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return None
+        line = _first_line(run_dir / PREVIOUS)
     except OSError:
         return ("", "")
-    parsed = parse_line(text.splitlines()[0] if text else "")
+    if line is None:
+        return None
+    parsed = parse_line(line)
     if not parsed:
         return ("", "")
     digest, name = parsed

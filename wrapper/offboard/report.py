@@ -119,12 +119,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="Exit codes: 0 written and the evidence is intact, 1 written but the evidence check found "
         "problems (they are in the report) or the PDF failed, 2 usage.",
     )
+    add_evidence_arguments(
+        p,
+        out=("DIR", "output folder (default: reports/CLIENT/)"),
+        no_pdf="HTML only (no Chromium needed)",
+    )
+    p.set_defaults(func=cmd_report)
+
+
+def add_evidence_arguments(p: argparse.ArgumentParser, out: tuple[str, str], no_pdf: str) -> None:
+    """The arguments of a command that writes from a client's sealed evidence (report, bundle)."""
     p.add_argument("client", metavar="CLIENT", help="client name: a folder under inventories/")
     p.add_argument("--evidence-dir", type=Path, metavar="DIR", help="evidence store root")
-    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: reports/CLIENT/)")
-    p.add_argument("--no-pdf", action="store_true", help="HTML only (no Chromium needed)")
+    p.add_argument("--out", type=Path, metavar=out[0], help=out[1])
+    p.add_argument("--no-pdf", action="store_true", help=no_pdf)
     jsonout.add_flag(p)
-    p.set_defaults(func=cmd_report)
 
 
 def build(store: EvidenceStore, client: str) -> ReportData:

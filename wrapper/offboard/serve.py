@@ -254,18 +254,25 @@ def cmd_psa_sync(args: argparse.Namespace) -> int:
     return code
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    def common(p: argparse.ArgumentParser) -> None:
-        jsonout.add_flag(p)
-        p.add_argument("--evidence-dir", type=Path, metavar="DIR", help="evidence store root")
-        p.add_argument(
-            "--psa-config",
-            type=Path,
-            metavar="DIR",
-            help="directory of PSA files (<name>.yml) adding to or replacing the shipped ones "
-            "(default: $OFFBOARD_PSA_CONFIG_DIR)",
-        )
+def _add_store_and_psa_files(p: argparse.ArgumentParser) -> None:
+    """--json, --evidence-dir and --psa-config: what serve and psa-sync both take."""
+    jsonout.add_flag(p)
+    p.add_argument("--evidence-dir", type=Path, metavar="DIR", help="evidence store root")
+    p.add_argument(
+        "--psa-config",
+        type=Path,
+        metavar="DIR",
+        help="directory of PSA files (<name>.yml) adding to or replacing the shipped ones "
+        "(default: $OFFBOARD_PSA_CONFIG_DIR)",
+    )
 
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_serve(sub)
+    _register_psa_sync(sub)
+
+
+def _register_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
         help="receive PSA webhooks: a client's status change to offboarding starts its plan",
@@ -275,7 +282,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "runs `offboard start` once and sends the kick-off notices. See docs/psa.md.",
         epilog="Exit codes: 0 stopped, 2 usage (bad PSA file, port in use).",
     )
-    common(p)
+    _add_store_and_psa_files(p)
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)"
@@ -285,6 +292,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_serve)
 
+
+def _register_psa_sync(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "psa-sync",
         help="post completed steps to the client's PSA record (also done by attest and remind)",
@@ -293,5 +302,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="Exit codes: 0 posted or nothing to post, 1 a post failed (retried next time), 2 usage.",
     )
     p.add_argument("client", metavar="CLIENT")
-    common(p)
+    _add_store_and_psa_files(p)
     p.set_defaults(func=cmd_psa_sync)
