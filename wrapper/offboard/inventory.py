@@ -184,17 +184,21 @@ def _host_conn(name: str, conn: dict[str, Any]) -> HostConn:
 # --- tags ---------------------------------------------------------------------------------------
 def playbook_phases(project: Path) -> list[str]:
     """Phases that have a play in offboard.yml (its imported playbooks set offboard_phase)."""
-    found: list[str] = []
+    found: set[str] = set()
     for path in [project / "offboard.yml", *sorted((project / "playbooks").glob("*.yml"))]:
-        try:
-            plays = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-        except (OSError, yaml.YAMLError):
-            continue
-        for play in plays if isinstance(plays, list) else []:
-            phase = ((play or {}).get("vars") or {}).get("offboard_phase") if isinstance(play, dict) else None
-            if phase in PHASES and phase not in found:
-                found.append(phase)
+        found.update(_play_phases(path))
     return [p for p in PHASES if p in found]
+
+
+def _play_phases(path: Path) -> set[Any]:
+    """The offboard_phase of every play of one playbook (nothing for a file that is not one)."""
+    try:
+        plays = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except (OSError, yaml.YAMLError):
+        return set()
+    if not isinstance(plays, list):
+        return set()
+    return {(play.get("vars") or {}).get("offboard_phase") for play in plays if isinstance(play, dict)}
 
 
 def known_tags(project: Path) -> set[str]:

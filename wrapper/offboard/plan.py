@@ -170,10 +170,10 @@ def parse_instant(text: str) -> dt.datetime:
 
 
 def parse_date(value: Any, what: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
+    """A date from a date, a date-time (its date) or an ISO text; PlanError naming `what` otherwise."""
+    day = value.date() if isinstance(value, dt.datetime) else value
+    if isinstance(day, dt.date):
+        return day
     try:
         return dt.date.fromisoformat(str(value).strip())
     except ValueError:
