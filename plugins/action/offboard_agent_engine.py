@@ -9,6 +9,8 @@ Products not present cost nothing per product. Role-specific parts are hooks giv
 that refuses every found product (security: replacement coverage), codes that must be present for
 tamper-protected products (security), extra `before` fields (security: the replacement record).
 The records go out in `results[*].offboard_record`, where the offboard_evidence callback picks them up.
+With `fail_on_error`, a product that could not be removed fails the task (after every product was processed,
+with all the records), so a role needs no separate report task (a worker per host even when it skips).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import yaml
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 DOCUMENTATION = r"""
@@ -71,6 +74,7 @@ _ARGS = frozenset(
         "refusal",
         "require_secrets",
         "before_extra",
+        "fail_on_error",
     )
 )
 VERIFY_POSIX = (
@@ -362,6 +366,12 @@ class ActionModule(ActionBase):
             engine=facts_out,
             results=[{"offboard_record": r} for r in records],
         )
+        if failed and boolean(args.get("fail_on_error", False), strict=False):
+            result["failed"] = True
+            result["msg"] = (
+                f"Could not remove {', '.join(failed)} on {task_vars.get('inventory_hostname', '')}; see the "
+                "evidence records for the reason. The other products on this host were processed."
+            )
         return result
 
     def _secrets(self, args: Mapping[str, Any], task_vars: Mapping[str, Any]) -> dict[str, str]:
