@@ -150,7 +150,8 @@ def one_run(tree: Path, inv: Path, hosts: list[str], tmp: Path, label: str) -> d
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     target_cpu = sum(cgroup_usec(h) - targets_before[h] for h in hosts) / 1e6
-    out = json.loads(proc.stdout[proc.stdout.index("{") :])
+    # raw_decode: the evidence callback's closing line ("offboard evidence: <folder>") follows the JSON.
+    out, _end = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
     executed = {h: 0 for h in hosts}
     names: list[str] = []  # the tasks the first host executed, for the breakdown
     skipped = {h: 0 for h in hosts}

@@ -7,6 +7,9 @@ the module only reports), scan again to verify, and emit one evidence record per
 look-alike kept for the client, and one "nothing of the MSP's left" record per component without items.
 The records go out in `results[*].offboard_record`, where the offboard_evidence callback picks them up
 (as offboard_agent_engine does). A host with nothing to remove costs one module call.
+Where no role before it learnt the OS, it runs `setup` (distribution subset) first and returns the facts; on
+Windows it stops there (the role's windows.yml follows). With `fail_on_error`, an item still present after
+removal fails the task, with all the records: no separate report task (a worker per host even when skipped).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 DOCUMENTATION = r"""
@@ -36,6 +40,7 @@ options:
   script_dirs: {description: Absolute folders the MSP put its scripts in., type: list}
   keep_patterns: {description: Regexes for the client's own jobs (never touched)., type: list}
   capture_limit: {description: Largest number of bytes of one definition kept in the record., type: int}
+  fail_on_error: {description: Fail the task when an item is still present after removal., type: bool}
 """
 
 RETURN = r"""
@@ -46,7 +51,9 @@ results: {description: one entry per record, each with its offboard_record, type
 """
 
 _HERE = Path(__file__).resolve().parent
-_ARGS = frozenset(("name_patterns", "path_patterns", "script_dirs", "keep_patterns", "capture_limit"))
+_ARGS = frozenset(
+    ("name_patterns", "path_patterns", "script_dirs", "keep_patterns", "capture_limit", "fail_on_error")
+)
 COMPONENTS = ("scheduled_task", "startup_script")
 STARTUP_KINDS = ("profile_script", "rc_line", "script_dir")
 VERIFY_METHOD = (
@@ -154,6 +161,20 @@ class ActionModule(ActionBase):
                 f"offboard_scheduled_cleanup: unknown argument(s) {', '.join(sorted(unknown))}"
             )
         check_mode = bool(self._task.check_mode or task_vars.get("ansible_check_mode"))
+        facts = dict(task_vars.get("ansible_facts") or {})
+        if "os_family" not in facts:
+            setup = self._execute_module(
+                module_name="ansible.legacy.setup",
+                module_args={"gather_subset": ["!all", "!min", "distribution"]},
+                task_vars=task_vars,
+            )
+            if setup.get("unreachable") or setup.get("failed"):
+                return setup
+            result["ansible_facts"] = setup.get("ansible_facts") or {}
+            facts.update(result["ansible_facts"])
+        if facts.get("os_family") == "Windows":
+            result.update(changed=False, items=[], kept=[], left=[], results=[], os="windows")
+            return result
         patterns = {
             "name_patterns": list(args.get("name_patterns") or []),
             "path_patterns": list(args.get("path_patterns") or []),
@@ -208,4 +229,9 @@ class ActionModule(ActionBase):
             record["check_mode"] = check_mode
             records.append({"offboard_record": record})
         result.update(changed=changed, items=items, kept=kept, left=left, results=records)
+        if left and boolean(args.get("fail_on_error", False), strict=False):
+            result["failed"] = True
+            result["msg"] = (
+                f"Still present on {task_vars.get('inventory_hostname', '')} after removal: {', '.join(left)}"
+            )
         return result

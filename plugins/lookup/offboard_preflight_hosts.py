@@ -6,6 +6,11 @@ Every phase play says `hosts: "{{ lookup('offboard_preflight_hosts') }}"`. A pla
 the ansible-playbook process when the play starts, whatever the tags, --skip-tags, --start-at-task or
 playbook file: a phase play run without this run's preflight (skipped, failed, or a phase playbook run on
 its own) ends the run there, before any host is contacted, and targets nothing but the validated hosts.
+
+A phase play whose phase this run did not select (`--tags agents` selects agents only; a role's tag selects
+its phase) gets no hosts: it would run nothing but its roles' argument validations (Ansible tags those
+`always`), for variables the preflight did not check for that phase, at a worker per task and host.
+The phase is the play's `offboard_phase` variable (or the `phase` argument).
 """
 
 from __future__ import annotations
@@ -25,8 +30,16 @@ short_description: Hosts validated by this run's offboard preflight (refuses wit
 description:
   - Returns the host names the preflight play of this ansible-playbook process validated.
   - Fails, naming what to do, when this process's preflight has not passed.
+  - Returns no hosts for a phase play whose phase this run did not select (the preflight's phases), so the
+    play is skipped instead of running its roles' argument validations.
   - In --syntax-check / --list-hosts / --list-tasks / --list-tags runs (nothing is executed) returns C(all).
-options: {}
+options:
+  phase:
+    description:
+      - The play's phase; defaults to the play variable C(offboard_phase).
+      - Without either, every validated host.
+    type: str
+
 """
 
 RETURN = r"""
@@ -62,4 +75,8 @@ class LookupModule(LookupBase):
         token = load_guard().read_token(os.getpid())
         if token is None:
             raise AnsibleLookupError(REFUSAL)
+        phase = kwargs.get("phase") or (variables or {}).get("offboard_phase")
+        selected = token.get("phases")
+        if isinstance(phase, str) and isinstance(selected, list) and phase not in selected:
+            return []
         return list(token["hosts"])

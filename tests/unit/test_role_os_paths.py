@@ -241,7 +241,9 @@ def _host() -> dict[str, Any]:
 PRODUCTS = ["teamviewer", "ninjaone", "tactical_rmm", "nsight", "action1", "level"]
 
 
-def _run(tmp_path: Path, host: dict, products: list[str], check: bool = False) -> tuple[dict, dict, str]:
+def _run(
+    tmp_path: Path, host: dict, products: list[str], check: bool = False, fail_on_error: bool = False
+) -> tuple[dict, dict, str]:
     library = tmp_path / "library"
     library.mkdir(exist_ok=True)
     (library / "win_agent_footprint.py").write_text(FAKE_FOOTPRINT)
@@ -253,6 +255,7 @@ def _run(tmp_path: Path, host: dict, products: list[str], check: bool = False) -
         {
             "rmm_agent_removal_products": [{"product": p} for p in products],
             "ansible_python_interpreter": sys.executable,
+            "rmm_agent_removal_fail_on_error": fail_on_error,
         }
     )
     env = _env(
@@ -273,7 +276,7 @@ def _run(tmp_path: Path, host: dict, products: list[str], check: bool = False) -
         timeout=300,
         check=False,
     )
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert (run.returncode != 0) == fail_on_error, run.stdout[-4000:] + run.stderr[-4000:]
     return json.loads(run.stdout), json.loads(state.read_text()), run.stdout + run.stderr
 
 
@@ -372,3 +375,20 @@ def test_windows_host_second_run_changes_nothing(tmp_path: Path) -> None:
     assert _changed_tasks(output) == []
     assert {r["action"] for r in _records(output).values()} == {"none"}
     assert [c["state"] for c in after["calls"]].count("absent") == 2  # only the first run removed anything
+
+
+def test_an_agent_that_stays_fails_the_host_after_every_product_was_processed_and_recorded(
+    tmp_path: Path,
+) -> None:
+    # fail_on_error: the engine task itself fails (no separate report task), with every record in its result.
+    output, _after, _text = _run(tmp_path, _host(), PRODUCTS, fail_on_error=True)
+    records = _records(output)
+    assert records["action1"]["action"] == "failed"
+    assert records["ninjaone"]["action"] == "removed" and records["teamviewer"]["action"] == "none"
+    engine = next(
+        task["hosts"]["localhost"]
+        for play in output["plays"]
+        for task in play["tasks"]
+        if "RMM | remove" in task["task"]["name"]
+    )
+    assert engine["failed"] and engine["msg"].startswith("Could not remove action1 on localhost")
