@@ -199,9 +199,8 @@ class _Session:
         self.runs.append(result)
         meta = result.metadata
         if meta.status == runner.evidence.STATUS_REFUSED:
-            print(
-                f"run {result.run_id}: refused; nothing was run. Evidence in {result.run_dir}", file=self.out
-            )
+            refused = f"run {result.run_id}: refused; nothing was run. Evidence in {result.run_dir}"
+            print(refused, file=sys.stderr)
             return EXIT_USAGE
         print(file=self.out)
         write_table(self.out, runner.summary_headers(result), runner.host_summary(result))
