@@ -182,7 +182,7 @@ def test_preflight_classifies_ssh_hosts_for_real(tmp_path: Path, sshd: Sshd) -> 
     elapsed = time.monotonic() - start
     print(f"offboard preflight acme: exit {out.returncode} in {elapsed:.2f} s\n{out.stdout}")
     assert out.stdout.strip(), f"no output (exit {out.returncode}): {out.stderr}"
-    rows = {row["host"]: row for row in json.loads(out.stdout)}
+    rows = {row["host"]: row for row in json.loads(out.stdout)["hosts"]}
     detail = json.dumps(rows, indent=1) + "\n" + out.stderr
     assert {h: r["state"] for h, r in rows.items()} == {
         "acme-up": "reachable",

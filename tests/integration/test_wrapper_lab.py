@@ -61,7 +61,7 @@ def test_preflight_classifies_the_offline_laptop_in_seconds(lab):
     out = offboard("preflight", "lab", "--json")
     assert time.monotonic() - start < 10
     assert out.returncode == 75, out.stdout + out.stderr
-    states = {h["host"]: h["state"] for h in json.loads(out.stdout)}
+    states = {h["host"]: h["state"] for h in json.loads(out.stdout)["hosts"]}
     assert states[LAPTOP] == "unreachable"
     assert {s for h, s in states.items() if h != LAPTOP} == {"reachable"}
 

@@ -10,12 +10,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from offboard import jsonout
 from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_PENDING", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 
 # Each module exposes register(subparsers) and sets `func` on its parser(s).
-_COMMAND_MODULES = ("lab", "commands", "checklist", "serve", "report", "bundle")
+_COMMAND_MODULES = ("lab", "commands", "checklist", "serve", "report", "bundle", "completion")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    parser.set_defaults(parser=parser)  # `offboard completion` generates its script from the whole parser
     return parser
 
 
@@ -47,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"offboard: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            return jsonout.emit(args.command, EXIT_USAGE, {"error": str(exc)})
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("offboard: interrupted", file=sys.stderr)

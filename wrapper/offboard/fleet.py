@@ -6,16 +6,16 @@ inventory but no run yet is listed as such). Each client's ledger is folded from
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from offboard import ledger
+from offboard import jsonout, ledger
+from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_PENDING
 from offboard.evidence import EvidenceStore
-from offboard.progress import table
+from offboard.progress import write_table
 from offboard.records import PHASES
 
 
@@ -59,11 +59,9 @@ def print_fleet(rows: list[ClientStatus], as_json: bool, out: TextIO | None = No
     """Print the fleet; returns the worst exit code (1 failed somewhere, 75 pending somewhere, else 0)."""
     out = out or sys.stdout
     codes = {r.exit_code for r in rows}
-    worst = 1 if 1 in codes else 75 if 75 in codes else 0
+    worst = EXIT_ERROR if EXIT_ERROR in codes else EXIT_PENDING if EXIT_PENDING in codes else EXIT_OK
     if as_json:
-        json.dump({"clients": [asdict(r) for r in rows], "exit_code": worst}, out, indent=1)
-        out.write("\n")
-        return worst
+        return jsonout.emit("status", worst, {"scope": "all", "clients": [asdict(r) for r in rows]}, out)
     phases = [p for p in PHASES if any(p in r.phases for r in rows)]
     headers = ["CLIENT", "RUNS", *(f"{p.upper()} done/pend/fail" for p in phases), "OLDEST PENDING"]
     body = []
@@ -78,6 +76,6 @@ def print_fleet(rows: list[ClientStatus], as_json: bool, out: TextIO | None = No
         else:
             cells.append("no evidence yet" if not r.runs else "-")
         body.append(cells)
-    out.write(table(headers, body) + "\n")
+    write_table(out, headers, body)
     out.write("counts are device-phases; done = finished with nothing outstanding\n")
     return worst

@@ -204,6 +204,20 @@ class Ledger:
                     "action": entry.action,
                 }
 
+    def host_summary(self) -> list[dict[str, Any]]:
+        """One row per host for `offboard status`: its rows counted as done (removed, absent), pending
+        (pending, unreachable) or failed, and when the host was last seen in a run (the newest time)."""
+        hosts: dict[str, dict[str, Any]] = {}
+        for row in self.rows():
+            summary = hosts.setdefault(
+                row["host"], {"host": row["host"], "done": 0, "pending": 0, "failed": 0}
+            )
+            state = row["state"]
+            key = "done" if state in (REMOVED, ABSENT) else "failed" if state == FAILED else "pending"
+            summary[key] += 1
+            summary["last_seen"] = max(summary.get("last_seen") or "", row["at"] or "")
+        return [hosts[h] for h in sorted(hosts)]
+
     def pending(self) -> list[dict[str, Any]]:
         """The pending list: one entry per outstanding (host, phase), with state, time and reason."""
         out = []

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 PENDING, RUNNING, FAILED, UNREACHABLE, DOWN = "pending", "running", "failed", "unreachable", "down"
 
@@ -117,25 +123,40 @@ def _reason_lines(msg: Any, limit: int = 4) -> list[str]:
     return [line[:300] for line in lines[:limit]] + (["    ..."] if len(lines) > limit else [])
 
 
+def _is_tty(out: TextIO) -> bool:
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _rich_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], tty: bool) -> Table:
+    """On a terminal: a light box and the header in bold; elsewhere no box, no colour, no wrapping."""
+    tbl = Table(
+        box=box.SIMPLE_HEAD if tty else None,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1) if tty else (0, 2, 0, 0),
+        header_style="bold" if tty else "",
+    )
+    for header in headers:
+        tbl.add_column(Text(str(header)), overflow="fold" if tty else "ignore", no_wrap=not tty)
+    for row in rows:
+        tbl.add_row(*(Text("" if c is None else str(c)) for c in row))  # Text: cells are never markup
+    return tbl
+
+
+def write_table(out: TextIO, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Print a table with rich: boxed and bold on a terminal; plain aligned text (no colour, no box
+    drawing, one line per row, nothing wrapped) when `out` is a file or a pipe."""
+    if _is_tty(out):
+        Console(file=out, highlight=False, emoji=False).print(_rich_table(headers, rows, tty=True))
+    else:
+        out.write(table(headers, list(rows)) + "\n")
+    out.flush()
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain aligned text table."""
-    cells = [[str(h) for h in headers], *[["" if c is None else str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def stream_table(
-    out: TextIO, headers: Sequence[str], make_rows: Callable[[], Iterable[Sequence[Any]]]
-) -> None:
-    """Like table(), for rows too many to hold: one pass for the widths, one to write."""
-    widths = [len(h) for h in headers]
-    for row in make_rows():
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len("" if cell is None else str(cell)))
-    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
-    out.write("  ".join("-" * w for w in widths) + "\n")
-    for row in make_rows():
-        cells = ["" if c is None else str(c) for c in row]
-        out.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n")
+    """A plain aligned text table (rich, no box, no colour) as a string."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=1_000_000, no_color=True, highlight=False, emoji=False)
+    console.print(_rich_table(headers, rows, tty=False))
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())

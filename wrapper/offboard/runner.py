@@ -187,6 +187,8 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
         # small write its own system call (twice as many writes, each releasing and retaking the GIL in
         # Ansible's main thread; counted in docs/evidence.md, Performance).
         "PYTHONUNBUFFERED": "",
+        # runner's callback drops a result bigger than this from its event (the record keeps the facts)
+        "MAX_EVENT_RES": str(EVENT_RES_MAX),
         "OFFBOARD_RUN_ID": run_id,
         "OFFBOARD_WRAPPER_PID": str(os.getpid()),
         "OFFBOARD_CLIENT": req.client,
@@ -212,6 +214,7 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
             "offboard_preflight"
         ):
             refused.append(str((data.get("res") or {}).get("msg") or "the preflight failed"))
+        event = slim_event(event)
         progress.handle(event)
         events.write(event)  # an OSError (disk full) is kept by the log and stops the run below
         return False  # kept by the EventLog: runner need not write its own file per event
@@ -283,6 +286,27 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
             "sealed as incomplete with what was already scrubbed; free space and run it again"
         )
     return RunResult(run_id, run_dir, meta, checks, progress.stats)
+
+
+# Event data (issue 18): the records come from the evidence callback under every launcher, so an event
+# only feeds the progress line and the final stats. Its payload (module results, task args, paths) is
+# dropped before it is scrubbed and written, except where it is read: a failure's result (its reason is
+# shown, a preflight refusal named) and the stats. Runner's own MAX_EVENT_RES bounds what crosses the pipe.
+EVENT_RES_MAX = 64 * 1024
+_EVENT_KEYS = ("host", "play", "task", "task_action", "role", "ignore_errors")
+_FAILURES = ("runner_on_failed", "runner_on_unreachable", "runner_item_on_failed", "runner_on_async_failed")
+
+
+def slim_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with only the event data the wrapper reads."""
+    data = event.get("event_data")
+    kind = event.get("event")
+    if not data or kind == "playbook_on_stats":
+        return event
+    kept = {k: data[k] for k in _EVENT_KEYS if k in data}
+    if kind in _FAILURES and "res" in data:
+        kept["res"] = data["res"]
+    return {**event, "event_data": kept}
 
 
 def _disk_full(path: Path) -> bool:

@@ -1,0 +1,42 @@
+"""`offboard completion bash|zsh`: a shell completion script generated from the parser (shtab), so it
+always knows every subcommand and option of this version.
+
+    eval "$(offboard completion bash)"                          # this shell
+    offboard completion zsh > "${fpath[1]}/_offboard"           # zsh, for good
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from offboard import jsonout
+from offboard.errors import EXIT_OK
+
+SHELLS = ("bash", "zsh")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "completion",
+        help="print a shell completion script (bash or zsh)",
+        description='Print the completion script for SHELL. bash: eval "$(offboard completion bash)" in '
+        "~/.bashrc; zsh: save it as _offboard in a folder of $fpath.",
+        epilog="Exit codes: 0 printed, 2 usage.",
+    )
+    p.add_argument("shell", metavar="SHELL", choices=SHELLS, help="bash or zsh")
+    jsonout.add_flag(p)
+    p.set_defaults(func=cmd_completion)
+
+
+def script(parser: argparse.ArgumentParser, shell: str) -> str:
+    import shtab
+
+    return shtab.complete(parser, shell=shell)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    text = script(args.parser, args.shell)  # the whole `offboard` parser (cli.build_parser sets it)
+    if args.json:
+        return jsonout.emit("completion", EXIT_OK, {"shell": args.shell, "script": text})
+    print(text)
+    return EXIT_OK
