@@ -3,7 +3,7 @@
 """Filters of the access phase: classify Windows/macOS discovery output like the Linux module does,
 compare what was found with the documented hand-over list (both directions), and render the report.
 
-The matching rules live once, in plugins/modules/msp_access.py (pure functions); they are loaded here
+The matching rules live once, in plugins/modules/local_access.py (pure functions); they are loaded here
 by path so that Windows and macOS findings are judged exactly like Linux ones.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 _spec = importlib.util.spec_from_file_location(
-    "offboard_msp_access_rules", os.path.join(os.path.dirname(__file__), "..", "modules", "msp_access.py")
+    "offboard_msp_access_rules", os.path.join(os.path.dirname(__file__), "..", "modules", "local_access.py")
 )
 rules = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(rules)  # type: ignore[union-attr]

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: dns_zone_export
+module: dns_zone_fetch
 short_description: Export one DNS zone (AXFR or a list of records) and verify the export against its source
 description:
   - Runs on the controller (delegate_to localhost); needs dnspython there.
@@ -37,7 +37,7 @@ options:
 
 EXAMPLES = r"""
 - name: DNS | export | Transfer lab.test
-  dns_zone_export:
+  offboard.msp.dns_zone_fetch:
     zone: lab.test
     server: 127.0.0.1
     port: 5300

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
-module: msp_access
+module: local_access
 short_description: Discover and revoke a departing MSP's local access on a Linux host
 description:
   - Reads /etc/passwd, /etc/shadow (state only, never the hash), /etc/group, every account's
