@@ -61,7 +61,6 @@ def validate(
     path = project / "plugins" / "action" / "offboard_preflight.py"
     if not path.is_file():
         return f"{path} is missing: the run cannot be validated, so it is not started"
-    module = _preflight_module(project)
     os.environ.setdefault("ANSIBLE_CONFIG", str(project / "ansible.cfg"))
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
@@ -73,6 +72,8 @@ def validate(
     from offboard.inventory import _vault_secrets
 
     init_plugin_loader()
+    # After the collection loader: the preflight imports its checks as ansible_collections.offboard.msp.*.
+    module = _preflight_module(project)
     loader = DataLoader()
     loader.set_basedir(str(project))
     _vault_secrets(loader)
