@@ -74,14 +74,14 @@ def short_names(path: Path) -> list[str]:
 def test_the_scan_knows_the_projects_plugins() -> None:
     assert {"offboard_record", "local_access", "samba_gpo", "dns_zone_fetch"} <= MODULES
     assert {"offboard_access_scope", "win_dns_records"} <= FILTERS
-    assert LOOKUPS == {"offboard_preflight_hosts"}
+    assert {"offboard_preflight_hosts"} == LOOKUPS
 
 
 def test_a_short_name_is_found_where_it_is_written(tmp_path: Path) -> None:
     task = tmp_path / "task.yml"
     task.write_text(
         "- name: T\n  offboard_record: {phase: docs}\n"
-        "- name: U\n  ansible.builtin.debug: {msg: \"{{ x | offboard_access_scope }}\"}\n"
+        '- name: U\n  ansible.builtin.debug: {msg: "{{ x | offboard_access_scope }}"}\n'
         "- name: V\n  ansible.builtin.debug: {msg: \"{{ lookup('offboard_preflight_hosts') }}\"}\n"
         "- name: W\n  offboard.msp.offboard_record: {phase: docs}\n"
     )
