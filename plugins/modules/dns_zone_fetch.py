@@ -27,7 +27,7 @@ options:
   tsig_key_name: {description: TSIG key name (axfr)., type: str}
   tsig_secret: {description: TSIG secret, base64 (from the vault)., type: str}
   tsig_algorithm: {description: TSIG algorithm., type: str, default: hmac-sha256}
-  records: {description: Records (name, ttl, type, rdata) for source=records., type: list, elements: dict}
+  records: {description: 'Records (name, ttl, type, rdata) for source=records.', type: list, elements: dict}
   verify_records:
     description: A second read of the same records, to verify against.
     type: list

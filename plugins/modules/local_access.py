@@ -71,8 +71,10 @@ keys:
   type: list
   returned: always
 sudoers: {description: sudoers files granting the MSP., type: list, returned: always}
-admin_members: {description: Members of local admin groups (group, user, msp)., type: list, returned: always}
-kept: {description: Kept accounts present (name, password_state, last_change)., type: list, returned: always}
+admin_members:
+  {description: 'Members of local admin groups (group, user, msp).', type: list, returned: always}
+kept:
+  {description: 'Kept accounts present (name, password_state, last_change).', type: list, returned: always}
 revoked: {description: What was (would be) changed., type: dict, returned: state=revoked}
 """
 
