@@ -18,7 +18,12 @@ FILES = (
     "plugins/lookup/offboard_preflight_hosts.py",
     "plugins/module_utils/offboard_paths.py",
     "plugins/module_utils/offboard_guard.py",
+    "plugins/module_utils/offboard_vocabulary.py",
     "playbooks/preflight.yml",
+    # The preflight asks each agent role where its catalog lives.
+    "roles/rmm_agent_removal/tasks/catalog.yml",
+    "roles/security_software_transition/tasks/catalog.yml",
+    "roles/backup_agent_removal/tasks/catalog.yml",
 )
 CATALOGS = (
     "roles/rmm_agent_removal/vars/catalog",

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib.util
 import json
 import os
 import re
 import signal
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,6 +23,10 @@ from typing import Any
 import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible_collections.offboard.msp.plugins.action import offboard_agents_preflight
+from ansible_collections.offboard.msp.plugins.filter import gpo as gpo_filter
+from ansible_collections.offboard.msp.plugins.module_utils import offboard_guard, offboard_paths
+from ansible_collections.offboard.msp.plugins.module_utils.offboard_vocabulary import PHASES
 
 DOCUMENTATION = r"""
 module: offboard_preflight
@@ -51,7 +53,6 @@ hosts: {description: Number of selected hosts, type: int, returned: success}
 summary: {description: One line saying what the run is about to do, type: str, returned: success}
 """
 
-PHASES = ("docs", "access", "agents", "infra")
 CLIENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 OVERRIDE_KEYS = ("reason", "approved_by")
 AGENTS_VARS = (
@@ -192,18 +193,6 @@ def validate_tags(
     return run_tags
 
 
-def _load(name: str, relpath: str) -> Any:
-    """A sibling plugin file of this project (shared checks), loaded by path: plugins/<relpath>."""
-    key = f"offboard_shared_{name}"
-    if key not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / relpath
-        spec = importlib.util.spec_from_file_location(key, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
 def role_phases(project: str) -> dict[str, str]:
     """Role name -> phase, from the phase plays of playbooks/*.yml (offboard_phase)."""
     found: dict[str, str] = {}
@@ -254,7 +243,6 @@ def phase_problems(hv: Mapping[str, Any], phases: list[str]) -> tuple[list[str],
     """(missing variables, invalid values) of the selected phases for one host's variables."""
     missing: list[str] = []
     bad: list[str] = []
-    policy = _load("paths", "module_utils/offboard_paths.py")
     if "access" in phases:
         access = hv.get("offboard_msp_access")
         if not isinstance(access, Mapping) or not isinstance(access.get("accounts"), list):
@@ -262,14 +250,14 @@ def phase_problems(hv: Mapping[str, Any], phases: list[str]) -> tuple[list[str],
         else:
             for field in FNMATCH_FIELDS:
                 for index, pattern in enumerate(access.get(field) or []):
-                    reason = policy.pattern_reason(pattern, "fnmatch")
+                    reason = offboard_paths.pattern_reason(pattern, "fnmatch")
                     if reason:
                         bad.append(f"offboard_msp_access.{field}[{index}] {pattern!r} {reason}")
             directory = access.get("directory") or {}
             for index, pattern in enumerate(
                 directory.get("account_patterns") or [] if isinstance(directory, Mapping) else []
             ):
-                reason = policy.pattern_reason(pattern, "fnmatch")
+                reason = offboard_paths.pattern_reason(pattern, "fnmatch")
                 if reason:
                     bad.append(
                         f"offboard_msp_access.directory.account_patterns[{index}] {pattern!r} {reason}"
@@ -289,15 +277,14 @@ def agents_problems(
     except PreflightError as exc:
         bad.append(str(exc))
     if security_dir and backup_dir:
-        agents = _load("agents_preflight", "action/offboard_agents_preflight.py")
         try:
-            agents.check(hv, security_dir, backup_dir)
-        except agents.PreflightError as exc:
+            offboard_agents_preflight.check(hv, security_dir, backup_dir)
+        except offboard_agents_preflight.PreflightError as exc:
             bad.append(str(exc))
     gpo = hv.get("offboard_gpo")
     if gpo is not None:
         try:
-            _load("gpo", "filter/gpo.py").offboard_gpo_check(gpo)
+            gpo_filter.offboard_gpo_check(gpo)
         except Exception as exc:  # AnsibleFilterError from the role's own check
             bad.append(str(exc))
     return bad
@@ -536,8 +523,7 @@ class ActionModule(ActionBase):
             signal.signal(signal.SIGALRM, previous)
         # The proof for the phase plays (their hosts: lookup) and the evidence callback: this
         # ansible-playbook process (our parent: tasks run in forks of it) passed its preflight.
-        guard = _load("guard", "module_utils/offboard_guard.py")
-        token = guard.write_token(
+        token = offboard_guard.write_token(
             os.getppid(),
             {
                 "client": outcome["client"],

@@ -17,7 +17,6 @@ from __future__ import annotations
 import _thread
 import contextlib
 import errno
-import importlib.util
 import json
 import os
 import re
@@ -31,6 +30,10 @@ from typing import Any
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
+from ansible_collections.offboard.msp.plugins.module_utils import offboard_guard
+from ansible_collections.offboard.msp.plugins.module_utils.offboard_vocabulary import (
+    names_secret as _names_secret,
+)
 
 DOCUMENTATION = r"""
 name: offboard_evidence
@@ -53,7 +56,6 @@ try:
     from offboard.lock import RunLock as _RunLock
     from offboard.records import Record as _Record
     from offboard.records import RecordError as _RecordError
-    from offboard.records import names_secret as _names_secret
     from offboard.records import utc_now as _utc_now
 
     _IMPORT_ERROR: str | None = None
@@ -62,18 +64,6 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the pac
 
 
 _CLIENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-def _load_guard() -> Any:
-    """plugins/module_utils/offboard_guard.py (the preflight's run token), shared with the lookup."""
-    name = "offboard_guard_shared"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "module_utils" / "offboard_guard.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
 
 
 class Refused(Exception):
@@ -369,7 +359,7 @@ class CallbackModule(CallbackBase):
             self.lock.release()
             self.lock = None
         with contextlib.suppress(Exception):
-            _load_guard().clear_token(os.getpid())
+            offboard_guard.clear_token(os.getpid())
         raise SystemExit(1)
 
     def _check_store(self) -> None:
@@ -416,7 +406,7 @@ class CallbackModule(CallbackBase):
                 "one client: ansible-playbook offboard.yml -l <client> [--tags <phase>] (the preflight "
                 "cannot be left out with --skip-tags or --start-at-task)"
             )
-        token = _load_guard().read_token(os.getpid())
+        token = offboard_guard.read_token(os.getpid())
         if token is None or token.get("client") != self.preflight["client"]:
             raise Refused("this run's preflight token is missing or names another client: start again")
         extra = sorted(set(self.play_hosts) - set(self.preflight["hosts"]))
@@ -664,7 +654,7 @@ class CallbackModule(CallbackBase):
     # --- the end -------------------------------------------------------------------------------
     def v2_playbook_on_stats(self, stats) -> None:
         with contextlib.suppress(Exception):
-            _load_guard().clear_token(os.getpid())
+            offboard_guard.clear_token(os.getpid())
         if self.off:
             return
         try:

@@ -3,23 +3,17 @@
 """Filters of the access phase: classify Windows/macOS discovery output like the Linux module does,
 compare what was found with the documented hand-over list (both directions), and render the report.
 
-The matching rules live once, in plugins/modules/msp_access.py (pure functions); they are loaded here
-by path so that Windows and macOS findings are judged exactly like Linux ones.
+The matching rules live once, in plugins/module_utils/offboard_access_rules.py (pure functions), shared with
+the local_access module, so that Windows and macOS findings are judged exactly like Linux ones.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib.util
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_spec = importlib.util.spec_from_file_location(
-    "offboard_msp_access_rules", os.path.join(os.path.dirname(__file__), "..", "modules", "msp_access.py")
-)
-rules = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(rules)  # type: ignore[union-attr]
+from ansible_collections.offboard.msp.plugins.module_utils import offboard_access_rules as rules
 
 MFA_NOTE = (
     "MFA registrations of the MSP's technicians are NOT removed by this tool: no directory API is "

@@ -15,14 +15,12 @@ The phase is the play's `offboard_phase` variable (or the `phase` argument).
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 from ansible import context
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
+from ansible_collections.offboard.msp.plugins.module_utils import offboard_guard
 
 DOCUMENTATION = r"""
 name: offboard_preflight_hosts
@@ -47,18 +45,6 @@ _raw: {description: Host names, type: list, elements: str}
 """
 
 
-def load_guard():
-    """plugins/module_utils/offboard_guard.py, shared with the preflight action and the callback."""
-    name = "offboard_guard_shared"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "module_utils" / "offboard_guard.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
 REFUSAL = (
     "REFUSED before any host: this run's preflight has not passed, so no phase play may run. Run the "
     "whole playbook for one client: ansible-playbook offboard.yml -l <client> [--tags <phase>] "
@@ -72,7 +58,7 @@ class LookupModule(LookupBase):
         args = context.CLIARGS
         if any(args.get(k) for k in ("syntax", "listhosts", "listtasks", "listtags")):
             return ["all"]
-        token = load_guard().read_token(os.getpid())
+        token = offboard_guard.read_token(os.getpid())
         if token is None:
             raise AnsibleLookupError(REFUSAL)
         phase = kwargs.get("phase") or (variables or {}).get("offboard_phase")

@@ -20,7 +20,7 @@ def _load(name: str, rel: str):
     return module
 
 
-mod = _load("dns_zone_export", "plugins/modules/dns_zone_export.py")
+mod = _load("dns_zone_fetch", "plugins/modules/dns_zone_fetch.py")
 flt = _load("dns_records", "plugins/filter/dns_records.py")
 
 RECORDS = [

@@ -16,8 +16,8 @@ def _load(name: str, rel: str):
     return module
 
 
-nft = _load("nft_msp_access", "plugins/modules/nft_msp_access.py")
-refs = _load("msp_config_refs", "plugins/modules/msp_config_refs.py")
+nft = _load("nftables_access", "plugins/modules/nftables_access.py")
+refs = _load("config_refs", "plugins/modules/config_refs.py")
 fw = _load("firewall_filters", "plugins/filter/firewall.py")
 
 MSP = ["203.0.113.0/24", "198.51.100.0/24"]

@@ -1,5 +1,5 @@
 """The access phase's pure rules: fingerprints, key lines, account matching, sudoers classification,
-the documented-vs-found report and the login attempt list (plugins/modules/msp_access.py and
+the documented-vs-found report and the login attempt list (plugins/modules/local_access.py and
 plugins/filter/access.py)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-_spec = importlib.util.spec_from_file_location("msp_access", ROOT / "plugins/modules/msp_access.py")
+_spec = importlib.util.spec_from_file_location("local_access", ROOT / "plugins/modules/local_access.py")
 rules = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rules)
 _fspec = importlib.util.spec_from_file_location("access_filter", ROOT / "plugins/filter/access.py")

@@ -27,7 +27,13 @@ SPEC = """argument_specs:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     project = tmp_path / "project"
-    for sub in ("plugins/action", "plugins/callback", "plugins/vars", "inventories/mini/group_vars"):
+    for sub in (
+        "plugins/action",
+        "plugins/callback",
+        "plugins/module_utils",
+        "plugins/vars",
+        "inventories/mini/group_vars",
+    ):
         (project / sub).mkdir(parents=True)
     shutil.copy(ROOT / "ansible.cfg", project / "ansible.cfg")
     as_collection(project)
@@ -36,6 +42,8 @@ def project(tmp_path: Path) -> Path:
         "action/offboard_export.py",
         "callback/offboard_evidence.py",
         "callback/offboard_preload.py",
+        "module_utils/offboard_guard.py",
+        "module_utils/offboard_vocabulary.py",
     ):
         shutil.copy(ROOT / "plugins" / plugin, project / "plugins" / plugin)
     shutil.copy(ROOT / "plugins/vars/client_dirs.py", project / "plugins/vars/")

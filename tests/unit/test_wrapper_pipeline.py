@@ -66,6 +66,7 @@ def mini(tmp_path, monkeypatch):
     for sub in (
         "plugins/action",
         "plugins/callback",
+        "plugins/module_utils",
         "plugins/vars",
         "playbooks",
         "roles/fake_agent_removal/tasks",
@@ -78,6 +79,8 @@ def mini(tmp_path, monkeypatch):
     shutil.copy(REPO / "plugins/callback/offboard_evidence.py", project / "plugins/callback/")
     shutil.copy(REPO / "plugins/callback/offboard_preload.py", project / "plugins/callback/")
     shutil.copy(REPO / "plugins/vars/client_dirs.py", project / "plugins/vars/")
+    for shared in ("offboard_guard.py", "offboard_vocabulary.py"):
+        shutil.copy(REPO / "plugins/module_utils" / shared, project / "plugins/module_utils/")
     (project / "offboard.yml").write_text(
         "- name: Phase 3 | agents\n  ansible.builtin.import_playbook: playbooks/agents.yml\n"
     )

@@ -60,7 +60,6 @@ def validate(
     path = project / "plugins" / "action" / "offboard_preflight.py"
     if not path.is_file():
         return f"{path} is missing: the run cannot be validated, so it is not started"
-    module = _preflight_module(project)
     from ansible.errors import AnsibleError
 
     from offboard.inventory import open_ansible
@@ -79,6 +78,9 @@ def validate(
         groups["all"] = everyone
     except AnsibleError as exc:
         return f"cannot load inventory {inv.path}: {exc}"
+    # After open_ansible set up the collection loader: the preflight imports its checks as
+    # ansible_collections.offboard.msp.*.
+    module = _preflight_module(project)
     task_vars = {
         "hostvars": hostvars,
         "groups": groups,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from offboard.records import Record
+from offboard.vocabulary import DONE_ACTIONS
 
 REMOVED, ABSENT, FAILED, UNREACHABLE, PENDING, OK = (
     "removed",
@@ -24,7 +25,6 @@ REMOVED, ABSENT, FAILED, UNREACHABLE, PENDING, OK = (
     "ok",
 )
 STATES = (REMOVED, ABSENT, FAILED, UNREACHABLE, PENDING)
-_DONE_ACTIONS = ("removed", "exported", "rotated", "disabled", "reset", "handed_over")
 _VERIFIED = ("verified_absent", "verified_changed", "verified_refused", "verified_equal")
 
 
@@ -70,7 +70,7 @@ def item_state(record: Record | Mapping[str, Any]) -> tuple[str, str]:
     error = data.get("error") or ""
     if action == "failed" or result == "still_present":
         return FAILED, error or ("still present after removal" if result == "still_present" else "")
-    if action in _DONE_ACTIONS:
+    if action in DONE_ACTIONS:
         if result in _VERIFIED:
             return REMOVED, ""
         return FAILED, error or f"{action} but not verified"

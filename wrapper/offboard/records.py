@@ -12,96 +12,27 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import itertools
 import json
-import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from offboard.vocabulary import (  # noqa: F401 (the vocabulary, re-exported for the wrapper)
+    ACTIONS,
+    KINDS,
+    OUTCOMES,
+    PHASES,
+    RUN_KINDS,
+    VERIFICATION_RESULTS,
+    check_item_args,
+    looks_secret,
+    names_secret,
+    secret_keys,
+)
+
 SCHEMA = 1
-PHASES = ("docs", "access", "agents", "infra")
-ACTIONS = (
-    "removed",
-    "none",
-    "would_remove",
-    "failed",
-    "exported",
-    "rotated",
-    "disabled",
-    "would_change",
-    "reset",
-    "handed_over",
-    "refused",
-)
-VERIFICATION_RESULTS = (
-    "verified_absent",
-    "verified_changed",
-    "verified_refused",
-    "verified_equal",
-    "still_present",
-    "not_verified",
-)
-OUTCOMES = ("ok", "failed", "unreachable")
-KINDS = ("item", "unreachable", "phase_start", "phase_end")
-
-# A key naming secret material is refused anywhere in a record (values are never inspected for this).
-# Keys are split into words (snake, kebab, dotted, camelCase) so "footprint" or "bypass_list" pass.
-_SECRET_WORDS = frozenset(
-    {
-        "password",
-        "passwd",
-        "pass",
-        "pwd",
-        "passphrase",
-        "secret",
-        "secrets",
-        "token",
-        "tokens",
-        "apikey",
-        "privatekey",
-        "credential",
-        "credentials",
-        "bearer",
-        "pin",
-        "otp",
-        "cookie",
-        "vault",
-    }
-)
-_SECRET_PAIRS = frozenset(
-    {
-        ("api", "key"),
-        ("private", "key"),
-        ("ssh", "key"),
-        ("auth", "key"),
-        ("client", "secret"),
-        ("access", "key"),
-        ("secret", "key"),
-        ("key", "material"),
-    }
-)
-_WORD_RE = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-
-
-def looks_secret(key: str) -> bool:
-    """True when a field name suggests it holds a secret value."""
-    words = [w.lower() for w in _WORD_RE.findall(str(key))]
-    if any(w in _SECRET_WORDS for w in words):
-        return True
-    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
-
-
-def names_secret(name: str) -> bool:
-    """True when a variable's name says its value is a secret: its last word is a secret word, or its last two
-    words a secret pair (`__credential_rotation_secret`, `new_password`, `api_key`). Stricter than
-    looks_secret: a role prefix such as `credential_rotation_` names the role, not a secret value."""
-    words = [w.lower() for w in _WORD_RE.findall(str(name))]
-    if not words:
-        return False
-    return words[-1] in _SECRET_WORDS or tuple(words[-2:]) in _SECRET_PAIRS
 
 
 class RecordError(ValueError):
@@ -111,21 +42,6 @@ class RecordError(ValueError):
 def utc_now() -> str:
     """UTC timestamp, ISO 8601 with microseconds and a Z."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def secret_keys(value: Any, path: str = "") -> list[str]:
-    """Dotted paths of every mapping key in `value` that looks like it holds secret material."""
-    found: list[str] = []
-    if isinstance(value, Mapping):
-        for key, sub in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if looks_secret(str(key)):
-                found.append(where)
-            found.extend(secret_keys(sub, where))
-    elif isinstance(value, list | tuple):
-        for index, sub in enumerate(value):
-            found.extend(secret_keys(sub, f"{path}[{index}]"))
-    return found
 
 
 @dataclass(frozen=True)
@@ -170,30 +86,10 @@ _ALWAYS = frozenset({"kind", "run_id", "client", "phase", "recorded_at", "check_
 
 def validate_item_args(args: Mapping[str, Any]) -> None:
     """Check an offboard_record task's arguments; raise RecordError naming what is wrong."""
-    for name in ("phase", "component", "item", "action"):
-        if not args.get(name) or not isinstance(args.get(name), str):
-            raise RecordError(f"'{name}' is required and must be a string")
-    if args["phase"] not in PHASES:
-        raise RecordError(f"unknown phase {args['phase']!r}: use one of {', '.join(PHASES)}")
-    if args["action"] not in ACTIONS:
-        raise RecordError(f"unknown action {args['action']!r}: use one of {', '.join(ACTIONS)}")
-    for name in ("before", "after", "verification"):
-        if name in args and args[name] is not None and not isinstance(args[name], Mapping):
-            raise RecordError(f"'{name}' must be a mapping")
-    result = (args.get("verification") or {}).get("result")
-    if result is not None and result not in VERIFICATION_RESULTS:
-        raise RecordError(
-            f"unknown verification.result {result!r}: use one of {', '.join(VERIFICATION_RESULTS)}"
-        )
-    export = args.get("export")
-    if export is not None and (not isinstance(export, Mapping) or not {"path", "sha256"} <= set(export)):
-        raise RecordError("'export' must be a mapping with 'path' and 'sha256'")
-    leaked = secret_keys(dict(args))
-    if leaked:
-        raise RecordError(
-            f"refusing to record field(s) that look secret: {', '.join(leaked)}; refer to secrets by an "
-            "opaque handle (e.g. 'credential_ref'), never by value"
-        )
+    try:
+        check_item_args(args)
+    except ValueError as exc:
+        raise RecordError(str(exc)) from None
 
 
 # --- the published schema (docs/record.schema.json) ----------------------------------------------

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: msp_config_refs
+module: config_refs
 short_description: Remove lines (or whole VPN configs) that point at the MSP's addresses
 description:
   - C(kind=lines) (snmpd.conf, rsyslog.conf and rsyslog.d, syslog-ng, NetFlow exporters...) - every line that
@@ -28,7 +28,7 @@ options:
 
 EXAMPLES = r"""
 - name: Firewall | remove | SNMP and syslog targets of the MSP
-  msp_config_refs:
+  offboard.msp.config_refs:
     paths: [/etc/snmp/snmpd.conf, /etc/rsyslog.conf, /etc/rsyslog.d/*.conf]
     msp_networks: [203.0.113.0/24]
     state: absent

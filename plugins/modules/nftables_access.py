@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: nft_msp_access
+module: nftables_access
 short_description: Remove the MSP's management rules from nftables (by handle), or reset the ruleset
 description:
   - Reads the live ruleset as JSON (C(nft -j list ruleset)) and classifies as the MSP's
@@ -34,7 +34,7 @@ options:
 
 EXAMPLES = r"""
 - name: Firewall | remove | MSP rules from nftables
-  nft_msp_access:
+  offboard.msp.nftables_access:
     state: absent
     msp_networks: [203.0.113.0/24]
     comment_regex: "^msp-mgmt"

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: dns_zone_export
+module: dns_zone_fetch
 short_description: Export one DNS zone (AXFR or a list of records) and verify the export against its source
 description:
   - Runs on the controller (delegate_to localhost); needs dnspython there.
@@ -27,7 +27,7 @@ options:
   tsig_key_name: {description: TSIG key name (axfr)., type: str}
   tsig_secret: {description: TSIG secret, base64 (from the vault)., type: str}
   tsig_algorithm: {description: TSIG algorithm., type: str, default: hmac-sha256}
-  records: {description: Records (name, ttl, type, rdata) for source=records., type: list, elements: dict}
+  records: {description: 'Records (name, ttl, type, rdata) for source=records.', type: list, elements: dict}
   verify_records:
     description: A second read of the same records, to verify against.
     type: list
@@ -37,7 +37,7 @@ options:
 
 EXAMPLES = r"""
 - name: DNS | export | Transfer lab.test
-  dns_zone_export:
+  offboard.msp.dns_zone_fetch:
     zone: lab.test
     server: 127.0.0.1
     port: 5300
