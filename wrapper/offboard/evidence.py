@@ -202,6 +202,91 @@ def read_metadata(run_dir: Path) -> RunMetadata | None:
     return meta
 
 
+@dataclass
+class Run:
+    """One run folder from opening to seal: the folder, its description (metadata.json), its records and
+    the seal (manifest, signature, chain) through manifest.seal, the one sealing function.
+
+    The wrapper (runner.execute), the evidence callback (plain ansible-playbook runs) and the checklist
+    open their runs here; the caller holds the client's lock (run lock or checklist lock)."""
+
+    dir: Path
+    meta: RunMetadata
+
+    @classmethod
+    def open(
+        cls,
+        store: EvidenceStore,
+        client: str,
+        *,
+        source: str,
+        command: str,
+        run_id: str | None = None,
+        project: Path | None = None,
+        started_at: str | None = None,
+        **fields: Any,
+    ) -> Run:
+        """Create the run folder and write its first description; `project` adds versions and commit."""
+        run_dir = store.new_run(client, run_id)
+        meta = RunMetadata(
+            run_id=run_dir.name,
+            client=client,
+            source=source,
+            command=command,
+            operator=operator(),
+            started_at=started_at or utc_now(),
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+            **fields,
+        )
+        if project is not None:
+            meta.versions, meta.repository = tool_versions(), repo_commit(project)
+        run = cls(run_dir, meta)
+        run.describe()
+        return run
+
+    @property
+    def run_id(self) -> str:
+        return self.dir.name
+
+    def describe(self) -> None:
+        """Write the run's description as it stands (metadata.json, atomically)."""
+        write_metadata(self.dir, self.meta)
+
+    def records(self, redact: Any = None) -> RecordWriter:
+        return RecordWriter(self.dir, redact=redact)
+
+    def finish(
+        self,
+        status: str,
+        reason: str | None = None,
+        exit_code: int | None = None,
+        ended_at: str | None = None,
+    ) -> None:
+        """Set the final status (complete, refused, incomplete) without writing it yet."""
+        self.meta.status = status
+        self.meta.complete = status in (STATUS_COMPLETE, STATUS_REFUSED)
+        self.meta.reason = reason
+        self.meta.exit_code = exit_code
+        self.meta.ended_at = ended_at or utc_now()
+
+    def seal(self) -> str:
+        """Write the final description and seal the run into the client's chain; the manifest digest."""
+        self.describe()
+        return manifest.seal(self.dir)
+
+    def close(
+        self,
+        status: str,
+        reason: str | None = None,
+        exit_code: int | None = None,
+        ended_at: str | None = None,
+    ) -> str:
+        """finish() then seal(): the usual end of a run."""
+        self.finish(status, reason, exit_code, ended_at)
+        return self.seal()
+
+
 class RecordWriter:
     """Appends records to a run's records.jsonl, one flushed line each (a kill leaves whole lines).
 
@@ -277,23 +362,12 @@ def recover_dead_runs(store: EvidenceStore, client: str, note: dict[str, str] | 
         if meta and pid_alive(meta.pid, meta.hostname):
             continue
         if meta is None:
-            meta = RunMetadata(
-                run_id=run_id,
-                client=client,
-                source="unknown",
-                command="unknown",
-                operator="unknown",
-                started_at="",
-            )
-        meta.status = STATUS_INCOMPLETE
-        meta.complete = False
-        meta.reason = meta.reason or (
+            meta = RunMetadata(run_id, client, "unknown", "unknown", "unknown", "")
+        reason = meta.reason or (
             "the run ended before ansible's final stats (killed or crashed); sealed by a later run"
         )
         if note and note.get(run_id):
-            meta.reason += f"; {note[run_id]}"
-        meta.ended_at = meta.ended_at or utc_now()
-        write_metadata(run_dir, meta)
-        manifest.seal(run_dir)
+            reason += f"; {note[run_id]}"
+        Run(run_dir, meta).close(STATUS_INCOMPLETE, reason, meta.exit_code, meta.ended_at)
         recovered.append(run_id)
     return recovered
