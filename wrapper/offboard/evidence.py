@@ -35,7 +35,7 @@ from offboard.fsutil import (
     open_private,
     private_dir,
 )
-from offboard.records import Record, RecordError, iter_raw, schema_problem, utc_now
+from offboard.records import ChecklistRecord, Record, RecordError, iter_raw, schema_problem, utc_now
 
 METADATA = "metadata.json"
 RECORDS = "records.jsonl"
@@ -262,29 +262,19 @@ class Run:
         reason: str | None = None,
         exit_code: int | None = None,
         ended_at: str | None = None,
-    ) -> None:
-        """Set the final status (complete, refused, incomplete) without writing it yet."""
+    ) -> Run:
+        """Set the final status (complete, refused, incomplete); seal() writes it: run.finish(...).seal()."""
         self.meta.status = status
         self.meta.complete = status in (STATUS_COMPLETE, STATUS_REFUSED)
         self.meta.reason = reason
         self.meta.exit_code = exit_code
         self.meta.ended_at = ended_at or utc_now()
+        return self
 
     def seal(self) -> str:
         """Write the final description and seal the run into the client's chain; the manifest digest."""
         self.describe()
         return manifest.seal(self.dir)
-
-    def close(
-        self,
-        status: str,
-        reason: str | None = None,
-        exit_code: int | None = None,
-        ended_at: str | None = None,
-    ) -> str:
-        """finish() then seal(): the usual end of a run."""
-        self.finish(status, reason, exit_code, ended_at)
-        return self.seal()
 
 
 class RecordWriter:
@@ -297,7 +287,7 @@ class RecordWriter:
         self._handle = open_private(run_dir / RECORDS, "a")
         self._redact = redact
 
-    def write(self, record: Record) -> None:
+    def write(self, record: Record | ChecklistRecord) -> None:
         data = record.to_dict()
         if self._redact is not None:
             data = self._redact.data(data)
@@ -368,6 +358,6 @@ def recover_dead_runs(store: EvidenceStore, client: str, note: dict[str, str] | 
         )
         if note and note.get(run_id):
             reason += f"; {note[run_id]}"
-        Run(run_dir, meta).close(STATUS_INCOMPLETE, reason, meta.exit_code, meta.ended_at)
+        Run(run_dir, meta).finish(STATUS_INCOMPLETE, reason, meta.exit_code, meta.ended_at).seal()
         recovered.append(run_id)
     return recovered

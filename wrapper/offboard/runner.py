@@ -131,14 +131,10 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
     for name, result in sorted(down.items()):
         print(redact(f"  {name}: {result.state} ({result.reason})"), file=out)
 
-    run = evidence.Run.open(
+    run = _open(
+        req,
         store,
-        req.client,
-        source="wrapper",
-        command=req.command,
-        project=project,
-        tags=list(req.tags),
-        check_mode=req.check,
+        project,
         hosts=[h.name for h in hosts],
         preflight={
             h: {"state": r.state, "reason": redact(r.reason), "at": r.at, "seconds": str(r.seconds)}
@@ -299,22 +295,26 @@ def _drop_partial_copy(run_dir: Path) -> None:
             (run_dir / evidence.ARTIFACTS / name).unlink()
 
 
-def refuse(req: RunRequest, store: EvidenceStore, project: Path, reason: str, out: TextIO) -> RunResult:
-    """Seal a run the guard refused (status `refused`, the reason, no host contacted) into the chain."""
-    print(f"REFUSED before any host: {reason}", file=out, flush=True)
-    run = evidence.Run.open(
+def _open(req: RunRequest, store: EvidenceStore, project: Path, **fields: Any) -> evidence.Run:
+    """The wrapper's run folder, described with the request (tags, check mode) and `fields`."""
+    return evidence.Run.open(
         store,
         req.client,
         source="wrapper",
         command=req.command,
         project=project,
         tags=list(req.tags),
-        limit=req.user_limit,
         check_mode=req.check,
-        hosts=[h.name for h in req.inventory.hosts],
+        **fields,
     )
+
+
+def refuse(req: RunRequest, store: EvidenceStore, project: Path, reason: str, out: TextIO) -> RunResult:
+    """Seal a run the guard refused (status `refused`, the reason, no host contacted) into the chain."""
+    print(f"REFUSED before any host: {reason}", file=out, flush=True)
+    run = _open(req, store, project, limit=req.user_limit, hosts=[h.name for h in req.inventory.hosts])
     # A whole record of a refusal (complete: nothing of it is pending).
-    run.close(evidence.STATUS_REFUSED, f"refused by the preflight: {reason}", REFUSED_EXIT)
+    run.finish(evidence.STATUS_REFUSED, f"refused by the preflight: {reason}", REFUSED_EXIT).seal()
     return RunResult(run.run_id, run.dir, run.meta, {}, None)
 
 
