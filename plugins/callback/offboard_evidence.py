@@ -22,7 +22,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
@@ -47,9 +46,7 @@ try:
     from offboard import evidence as _evidence
     from offboard import paths as _paths
     from offboard import scrub as _scrub
-    from offboard.lock import Holder as _Holder
     from offboard.lock import LockHeld as _LockHeld
-    from offboard.lock import RunLock as _RunLock
     from offboard.records import Record as _Record
     from offboard.records import RecordError as _RecordError
     from offboard.records import names_secret as _names_secret
@@ -384,16 +381,8 @@ class CallbackModule(CallbackBase):
                 "not an offboarding. Fix its permissions or free space, or point OFFBOARD_EVIDENCE_DIR "
                 "elsewhere"
             ) from None
-        holder = _Holder(
-            self.run_id,
-            _evidence.operator(),
-            os.getpid(),
-            socket.gethostname(),
-            _utc_now(),
-            "ansible-playbook",
-        )
         try:
-            self.lock = _RunLock(client_dir, self.client).acquire(holder)
+            self.lock = _evidence.run_lock(store, self.client, self.run_id, "ansible-playbook")
         except _LockHeld as exc:
             raise Refused(str(exc)) from None
         except OSError as exc:

@@ -202,13 +202,23 @@ def read_metadata(run_dir: Path) -> RunMetadata | None:
     return meta
 
 
+def run_lock(store: EvidenceStore, client: str, run_id: str, command: str) -> Any:
+    """Take the client's run lock (one run per client at a time) held by this process; a RunLock.
+
+    Raises lock.LockHeld (another run holds it, named) or OSError (cannot be written)."""
+    from offboard.lock import Holder, RunLock
+
+    holder = Holder(run_id, operator(), os.getpid(), socket.gethostname(), utc_now(), command)
+    return RunLock(store.client_dir(client, create=True), client).acquire(holder)
+
+
 @dataclass
 class Run:
     """One run folder from opening to seal: the folder, its description (metadata.json), its records and
     the seal (manifest, signature, chain) through manifest.seal, the one sealing function.
 
     The wrapper (runner.execute), the evidence callback (plain ansible-playbook runs) and the checklist
-    open their runs here; the caller holds the client's lock (run lock or checklist lock)."""
+    open their runs here; the caller holds the client's lock (run_lock, or the checklist's lock)."""
 
     dir: Path
     meta: RunMetadata
