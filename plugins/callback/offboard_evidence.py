@@ -21,7 +21,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
@@ -48,12 +47,9 @@ requirements: [offboard (pip install -e . in the repository)]
 
 try:
     from offboard import evidence as _evidence
-    from offboard import manifest as _manifest
     from offboard import paths as _paths
     from offboard import scrub as _scrub
-    from offboard.lock import Holder as _Holder
     from offboard.lock import LockHeld as _LockHeld
-    from offboard.lock import RunLock as _RunLock
     from offboard.records import Record as _Record
     from offboard.records import RecordError as _RecordError
     from offboard.records import utc_now as _utc_now
@@ -194,7 +190,7 @@ class CallbackModule(CallbackBase):
         self.override_recorded = False
         self.writer: Any = None
         self.lock: Any = None
-        self.meta: Any = None
+        self.run: Any = None  # the evidence.Run of a plain ansible-playbook run (the wrapper keeps its own)
         self.run_dir: Path | None = None
         self.client = ""
         self.inventory: Any = None
@@ -279,14 +275,10 @@ class CallbackModule(CallbackBase):
             if self.writer is not None:
                 self.writer.close()
         self.writer = None
-        if not self.wrapped and self.run_dir is not None and self.meta is not None:
+        if not self.wrapped and self.run is not None:
             with contextlib.suppress(Exception):
-                self.meta.status = _evidence.STATUS_INCOMPLETE
-                self.meta.complete = False
-                self.meta.reason = f"evidence could not be written: {why}; the run was stopped"
-                self.meta.ended_at = _utc_now()
-                _evidence.write_metadata(self.run_dir, self.meta)
-                _manifest.seal(self.run_dir)
+                reason = f"evidence could not be written: {why}; the run was stopped"
+                self.run.finish(_evidence.STATUS_INCOMPLETE, reason, self.run.meta.exit_code).seal()
         where = f" in {self.run_dir}" if self.run_dir else ""
         with contextlib.suppress(Exception):  # under the wrapper, displaying writes an event too
             self._display.error(
@@ -379,16 +371,8 @@ class CallbackModule(CallbackBase):
                 "not an offboarding. Fix its permissions or free space, or point OFFBOARD_EVIDENCE_DIR "
                 "elsewhere"
             ) from None
-        holder = _Holder(
-            self.run_id,
-            _evidence.operator(),
-            os.getpid(),
-            socket.gethostname(),
-            _utc_now(),
-            "ansible-playbook",
-        )
         try:
-            self.lock = _RunLock(client_dir, self.client).acquire(holder)
+            self.lock = _evidence.run_lock(store, self.client, self.run_id, "ansible-playbook")
         except _LockHeld as exc:
             raise Refused(str(exc)) from None
         except OSError as exc:
@@ -449,29 +433,22 @@ class CallbackModule(CallbackBase):
             self._display.warning("offboard_evidence: no preflight in this run; no evidence kept")
             self.off = True
             return
-        store = _evidence.EvidenceStore(_paths.evidence_root())
-        self.run_dir = store.new_run(self.client, self.run_id)
         args = context.CLIARGS
-        project = _paths.project_root()
-        self.meta = _evidence.RunMetadata(
-            run_id=self.run_id,
-            client=self.client,
+        self.run = _evidence.Run.open(
+            _evidence.EvidenceStore(_paths.evidence_root()),
+            self.client,
             source="ansible-playbook",
             command="ansible-playbook",
-            operator=_evidence.operator(),
-            started_at=_utc_now(),
+            run_id=self.run_id,
+            project=_paths.project_root(),
             tags=list(args.get("tags") or []),
             skip_tags=list(args.get("skip_tags") or []),
             limit=args.get("subset"),
             check_mode=self.check_mode,
             hosts=list(self.play_hosts),
-            versions=_evidence.tool_versions(),
-            repository=_evidence.repo_commit(project),
-            pid=os.getpid(),
-            hostname=socket.gethostname(),
         )
-        _evidence.write_metadata(self.run_dir, self.meta)
-        self.writer = _evidence.RecordWriter(self.run_dir, redact=self.redact)
+        self.run_dir = self.run.dir
+        self.writer = self.run.records(redact=self.redact)
         # Roles put exports (zone files, configuration backups) into the run's evidence through the
         # offboard_export action, which finds the folder here, as under the wrapper. Tasks run in forks
         # of this process started after this point, so they inherit it.
@@ -672,19 +649,14 @@ class CallbackModule(CallbackBase):
             except OSError as exc:
                 self._stop_unwritable(exc)
             self.writer = None
-        if self.wrapped or self.run_dir is None or self.meta is None:
+        if self.wrapped or self.run is None:
             return
         summary = {h: stats.summarize(h) for h in sorted(stats.processed)}
-        self.meta.stats = summary
-        self.meta.ended_at = _utc_now()
-        self.meta.status = _evidence.STATUS_COMPLETE
-        self.meta.complete = True
+        self.run.meta.stats = summary
         failed = any(s.get("failures") for s in summary.values())
         dark = any(s.get("unreachable") for s in summary.values())
-        self.meta.exit_code = 2 if failed else 4 if dark else 0
         try:
-            _evidence.write_metadata(self.run_dir, self.meta)
-            _manifest.seal(self.run_dir)
+            self.run.finish(_evidence.STATUS_COMPLETE, None, 2 if failed else 4 if dark else 0).seal()
         except OSError as exc:
             self._stop_unwritable(exc)
         self._display.display(f"offboard evidence: {self.run_dir}")

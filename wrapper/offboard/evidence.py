@@ -35,7 +35,7 @@ from offboard.fsutil import (
     open_private,
     private_dir,
 )
-from offboard.records import Record, RecordError, iter_raw, schema_problem, utc_now
+from offboard.records import ChecklistRecord, Record, RecordError, iter_raw, schema_problem, utc_now
 
 METADATA = "metadata.json"
 RECORDS = "records.jsonl"
@@ -202,6 +202,91 @@ def read_metadata(run_dir: Path) -> RunMetadata | None:
     return meta
 
 
+def run_lock(store: EvidenceStore, client: str, run_id: str, command: str) -> Any:
+    """Take the client's run lock (one run per client at a time) held by this process; a RunLock.
+
+    Raises lock.LockHeld (another run holds it, named) or OSError (cannot be written)."""
+    from offboard.lock import Holder, RunLock
+
+    holder = Holder(run_id, operator(), os.getpid(), socket.gethostname(), utc_now(), command)
+    return RunLock(store.client_dir(client, create=True), client).acquire(holder)
+
+
+@dataclass
+class Run:
+    """One run folder from opening to seal: the folder, its description (metadata.json), its records and
+    the seal (manifest, signature, chain) through manifest.seal, the one sealing function.
+
+    The wrapper (runner.execute), the evidence callback (plain ansible-playbook runs) and the checklist
+    open their runs here; the caller holds the client's lock (run_lock, or the checklist's lock)."""
+
+    dir: Path
+    meta: RunMetadata
+
+    @classmethod
+    def open(
+        cls,
+        store: EvidenceStore,
+        client: str,
+        *,
+        source: str,
+        command: str,
+        run_id: str | None = None,
+        project: Path | None = None,
+        started_at: str | None = None,
+        **fields: Any,
+    ) -> Run:
+        """Create the run folder and write its first description; `project` adds versions and commit."""
+        run_dir = store.new_run(client, run_id)
+        meta = RunMetadata(
+            run_id=run_dir.name,
+            client=client,
+            source=source,
+            command=command,
+            operator=operator(),
+            started_at=started_at or utc_now(),
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+            **fields,
+        )
+        if project is not None:
+            meta.versions, meta.repository = tool_versions(), repo_commit(project)
+        run = cls(run_dir, meta)
+        run.describe()
+        return run
+
+    @property
+    def run_id(self) -> str:
+        return self.dir.name
+
+    def describe(self) -> None:
+        """Write the run's description as it stands (metadata.json, atomically)."""
+        write_metadata(self.dir, self.meta)
+
+    def records(self, redact: Any = None) -> RecordWriter:
+        return RecordWriter(self.dir, redact=redact)
+
+    def finish(
+        self,
+        status: str,
+        reason: str | None = None,
+        exit_code: int | None = None,
+        ended_at: str | None = None,
+    ) -> Run:
+        """Set the final status (complete, refused, incomplete); seal() writes it: run.finish(...).seal()."""
+        self.meta.status = status
+        self.meta.complete = status in (STATUS_COMPLETE, STATUS_REFUSED)
+        self.meta.reason = reason
+        self.meta.exit_code = exit_code
+        self.meta.ended_at = ended_at or utc_now()
+        return self
+
+    def seal(self) -> str:
+        """Write the final description and seal the run into the client's chain; the manifest digest."""
+        self.describe()
+        return manifest.seal(self.dir)
+
+
 class RecordWriter:
     """Appends records to a run's records.jsonl, one flushed line each (a kill leaves whole lines).
 
@@ -212,7 +297,7 @@ class RecordWriter:
         self._handle = open_private(run_dir / RECORDS, "a")
         self._redact = redact
 
-    def write(self, record: Record) -> None:
+    def write(self, record: Record | ChecklistRecord) -> None:
         data = record.to_dict()
         if self._redact is not None:
             data = self._redact.data(data)
@@ -277,23 +362,12 @@ def recover_dead_runs(store: EvidenceStore, client: str, note: dict[str, str] | 
         if meta and pid_alive(meta.pid, meta.hostname):
             continue
         if meta is None:
-            meta = RunMetadata(
-                run_id=run_id,
-                client=client,
-                source="unknown",
-                command="unknown",
-                operator="unknown",
-                started_at="",
-            )
-        meta.status = STATUS_INCOMPLETE
-        meta.complete = False
-        meta.reason = meta.reason or (
+            meta = RunMetadata(run_id, client, "unknown", "unknown", "unknown", "")
+        reason = meta.reason or (
             "the run ended before ansible's final stats (killed or crashed); sealed by a later run"
         )
         if note and note.get(run_id):
-            meta.reason += f"; {note[run_id]}"
-        meta.ended_at = meta.ended_at or utc_now()
-        write_metadata(run_dir, meta)
-        manifest.seal(run_dir)
+            reason += f"; {note[run_id]}"
+        Run(run_dir, meta).finish(STATUS_INCOMPLETE, reason, meta.exit_code, meta.ended_at).seal()
         recovered.append(run_id)
     return recovered

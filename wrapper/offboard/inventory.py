@@ -84,6 +84,32 @@ def check_client_name(client: str, inventories: Path) -> Path:
     return path
 
 
+class _VarsLoader(yaml.SafeLoader):
+    """Reads group_vars without a vault password: !vault values stay opaque placeholders."""
+
+
+_VarsLoader.add_multi_constructor("!", lambda loader, suffix, node: f"<{suffix} value>")
+
+
+def client_vars(client: str, project: Path) -> dict[str, Any]:
+    """The client group's variables (group_vars/<client>.yml or group_vars/<client>/*.yml), unvaulted.
+
+    For the checklist, which needs the team, dates and terms, not connection secrets: no vault password
+    is asked for and an encrypted file is skipped."""
+    gv = check_client_name(client, project / "inventories") / "group_vars"
+    values: dict[str, Any] = {}
+    for file in [gv / f"{client}.yml", gv / f"{client}.yaml", *sorted((gv / client).glob("*.y*ml"))]:
+        if not file.is_file():
+            continue
+        try:
+            data = yaml.load(file.read_text(encoding="utf-8"), Loader=_VarsLoader)
+        except yaml.YAMLError as exc:
+            raise InventoryError(f"cannot read {file}: {exc}") from None
+        if isinstance(data, dict):  # an encrypted vault file loads as one string: skipped
+            values.update(data)
+    return values
+
+
 def load(client: str, project: Path, limit: str | None = None) -> ClientInventory:
     """Hosts of the client's group (narrowed by an ansible --limit pattern) with their connection settings."""
     path = check_client_name(client, project / "inventories")

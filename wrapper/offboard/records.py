@@ -6,6 +6,8 @@ Four kinds of line, one JSON object each (schema in docs/evidence.md):
   phase_start  a phase play began running tasks, for these hosts
   phase_end    a host's outcome at the end of a phase play: ok | failed | unreachable
 phase_start without a phase_end for a host means the run ended (or died) before that host finished.
+The checklist writes four more kinds (ChecklistRecord, phase "checklist"): plan, attestation,
+notification (a message sent) and psa_update (a status posted back to the PSA).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from offboard.vocabulary import (  # noqa: F401 (the vocabulary, re-exported for the wrapper)
     ACTIONS,
+    CHECKLIST_KINDS,
     KINDS,
     OUTCOMES,
     PHASES,
@@ -33,6 +36,7 @@ from offboard.vocabulary import (  # noqa: F401 (the vocabulary, re-exported for
 )
 
 SCHEMA = 1
+CHECKLIST_PHASE = "checklist"
 
 
 class RecordError(ValueError):
@@ -82,6 +86,51 @@ class Record:
 
 
 _ALWAYS = frozenset({"kind", "run_id", "client", "phase", "recorded_at", "check_mode", "schema"})
+
+
+@dataclass(frozen=True)
+class ChecklistRecord:
+    """One checklist line of records.jsonl (kind in CHECKLIST_KINDS): the envelope every record has, plus
+    the kind's own fields (the plan, who attested, whom a notice reached...), kept as given."""
+
+    kind: str
+    run_id: str
+    client: str
+    recorded_at: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    check_mode: bool = False
+    schema: int = SCHEMA
+
+    def __post_init__(self) -> None:
+        if self.kind not in CHECKLIST_KINDS:
+            raise RecordError(f"unknown checklist record kind {self.kind!r}: use one of {CHECKLIST_KINDS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.fields.items() if k not in _ALWAYS}
+        data.update(
+            schema=self.schema,
+            kind=self.kind,
+            run_id=self.run_id,
+            client=self.client,
+            phase=CHECKLIST_PHASE,
+            recorded_at=self.recorded_at,
+            check_mode=self.check_mode,
+        )
+        return data
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], run_id: str, client: str, recorded_at: str
+    ) -> ChecklistRecord:
+        """From a dict with `kind` and the kind's fields; its recorded_at/check_mode win when given."""
+        return cls(
+            kind=str(data.get("kind", "")),
+            run_id=run_id,
+            client=client,
+            recorded_at=str(data.get("recorded_at") or recorded_at),
+            fields={k: v for k, v in data.items() if k not in _ALWAYS},
+            check_mode=bool(data.get("check_mode", False)),
+        )
 
 
 def validate_item_args(args: Mapping[str, Any]) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
-import socket
 import sys
 import types
 from collections.abc import Iterator
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from offboard import evidence, guard, manifest, reach, scrub
-from offboard.evidence import EvidenceStore, RecordWriter, RunMetadata
+from offboard import evidence, guard, reach, scrub
+from offboard.evidence import EvidenceStore, RunMetadata
 from offboard.fsutil import is_link
 from offboard.inventory import ClientInventory
 from offboard.progress import Progress
@@ -131,34 +131,21 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
     for name, result in sorted(down.items()):
         print(redact(f"  {name}: {result.state} ({result.reason})"), file=out)
 
-    run_dir = store.new_run(req.client)
-    run_id = run_dir.name
-    meta = RunMetadata(
-        run_id=run_id,
-        client=req.client,
-        source="wrapper",
-        command=req.command,
-        operator=evidence.operator(),
-        started_at=utc_now(),
-        tags=list(req.tags),
-        limit=None,
-        check_mode=req.check,
+    run = _open(
+        req,
+        store,
+        project,
         hosts=[h.name for h in hosts],
         preflight={
             h: {"state": r.state, "reason": redact(r.reason), "at": r.at, "seconds": str(r.seconds)}
             for h, r in checks.items()
         },
-        versions=evidence.tool_versions(),
-        repository=evidence.repo_commit(project),
-        pid=os.getpid(),
-        hostname=socket.gethostname(),
     )
+    run_dir, run_id, meta = run.dir, run.run_id, run.meta
     if not usable:
-        meta.limit = None
-        _all_down(run_dir, req, meta, down)
+        _all_down(run, req, down)
         _finish(
-            run_dir,
-            meta,
+            run,
             evidence.STATUS_COMPLETE,
             "every targeted host failed the preflight: ansible was not started",
             None,
@@ -168,7 +155,7 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
     # The client name reads best in the guard's messages; a host list when some hosts are set aside.
     limit = req.client if not down and not req.user_limit else ",".join(usable)
     meta.limit = limit
-    evidence.write_metadata(run_dir, meta)
+    run.describe()
 
     work = client_dir / f"{WORK_PREFIX}{run_id}"
     work.mkdir(mode=0o700)
@@ -193,8 +180,9 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
         "OFFBOARD_WRAPPER_PID": str(os.getpid()),
         "OFFBOARD_CLIENT": req.client,
         "OFFBOARD_EVIDENCE_RUN_DIR": str(run_dir),
-        "OFFBOARD_PREFLIGHT_DOWN": _json(
-            {h: {"reason": redact(r.reason), "at": r.at, "state": r.state} for h, r in down.items()}
+        "OFFBOARD_PREFLIGHT_DOWN": json.dumps(
+            {h: {"reason": redact(r.reason), "at": r.at, "state": r.state} for h, r in down.items()},
+            sort_keys=True,
         ),
     }
     command_file = work / "artifacts" / run_id / "command"
@@ -279,7 +267,7 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
         status = evidence.STATUS_COMPLETE if complete else evidence.STATUS_INCOMPLETE
         if refused:  # the playbook's own preflight refused: no phase play ran
             status, status_reason = evidence.STATUS_REFUSED, redact(f"refused by the preflight: {refused[0]}")
-        _finish(run_dir, meta, status, status_reason, meta.runner_rc)
+        _finish(run, status, status_reason, meta.runner_rc)
     if write_error is not None:
         raise EvidenceWriteError(
             f"run {run_id}: evidence could not be written: {_why(write_error)}. The run was stopped and "
@@ -331,34 +319,27 @@ def _drop_partial_copy(run_dir: Path) -> None:
             (run_dir / evidence.ARTIFACTS / name).unlink()
 
 
+def _open(req: RunRequest, store: EvidenceStore, project: Path, **fields: Any) -> evidence.Run:
+    """The wrapper's run folder, described with the request (tags, check mode) and `fields`."""
+    return evidence.Run.open(
+        store,
+        req.client,
+        source="wrapper",
+        command=req.command,
+        project=project,
+        tags=list(req.tags),
+        check_mode=req.check,
+        **fields,
+    )
+
+
 def refuse(req: RunRequest, store: EvidenceStore, project: Path, reason: str, out: TextIO) -> RunResult:
     """Seal a run the guard refused (status `refused`, the reason, no host contacted) into the chain."""
     print(f"REFUSED before any host: {reason}", file=out, flush=True)
-    run_dir = store.new_run(req.client)
-    meta = RunMetadata(
-        run_id=run_dir.name,
-        client=req.client,
-        source="wrapper",
-        command=req.command,
-        operator=evidence.operator(),
-        started_at=utc_now(),
-        tags=list(req.tags),
-        limit=req.user_limit,
-        check_mode=req.check,
-        hosts=[h.name for h in req.inventory.hosts],
-        versions=evidence.tool_versions(),
-        repository=evidence.repo_commit(project),
-        pid=os.getpid(),
-        hostname=socket.gethostname(),
-    )
-    meta.status = evidence.STATUS_REFUSED
-    meta.complete = True  # a whole record of a refusal: nothing of it is pending
-    meta.reason = f"refused by the preflight: {reason}"
-    meta.ended_at = utc_now()
-    meta.exit_code = REFUSED_EXIT
-    evidence.write_metadata(run_dir, meta)
-    manifest.seal(run_dir)
-    return RunResult(run_dir.name, run_dir, meta, {}, None)
+    run = _open(req, store, project, limit=req.user_limit, hosts=[h.name for h in req.inventory.hosts])
+    # A whole record of a refusal (complete: nothing of it is pending).
+    run.finish(evidence.STATUS_REFUSED, f"refused by the preflight: {reason}", REFUSED_EXIT).seal()
+    return RunResult(run.run_id, run.dir, run.meta, {}, None)
 
 
 @contextlib.contextmanager
@@ -391,22 +372,15 @@ def batched_reads() -> Iterator[None]:
         runner_module.pexpect = original
 
 
-def _json(data: Any) -> str:
-    import json
-
-    return json.dumps(data, sort_keys=True)
-
-
-def _all_down(run_dir: Path, req: RunRequest, meta: RunMetadata, down: dict[str, reach.Reach]) -> None:
+def _all_down(run: evidence.Run, req: RunRequest, down: dict[str, reach.Reach]) -> None:
     """No host to run on: the offline hosts' records are written here instead of by the callback."""
-    evidence.write_metadata(run_dir, meta)
-    with RecordWriter(run_dir) as writer:
+    with run.records() as writer:
         for phase in req.phases:
             for host, result in sorted(down.items()):
                 writer.write(
                     Record(
                         kind="unreachable",
-                        run_id=run_dir.name,
+                        run_id=run.run_id,
                         client=req.client,
                         phase=phase,
                         host=host,
@@ -418,39 +392,33 @@ def _all_down(run_dir: Path, req: RunRequest, meta: RunMetadata, down: dict[str,
                 )
 
 
-def _finish(run_dir: Path, meta: RunMetadata, status: str, reason: str | None, rc: int | None) -> None:
+def _finish(run: evidence.Run, status: str, reason: str | None, rc: int | None) -> None:
     """Write the final metadata and seal; each step protected.
 
     On a write failure (disk full) the run is marked incomplete with the reason and sealed again after
     dropping its bulk (scrubbed stdout, events) to make room; if even that fails, EvidenceWriteError
     says so (the run stays unsealed: `verify` reports it, the next run seals it as incomplete)."""
-    meta.status = status
-    meta.complete = status in (evidence.STATUS_COMPLETE, evidence.STATUS_REFUSED)
-    meta.reason = reason
-    meta.ended_at = utc_now()
-    meta.exit_code = rc
+    run.finish(status, reason, rc)
     try:
-        evidence.write_metadata(run_dir, meta)
-        manifest.seal(run_dir)
+        run.seal()
         return
     except OSError as exc:
         first = exc
-    meta.status, meta.complete = evidence.STATUS_INCOMPLETE, False
-    meta.reason = f"evidence could not be sealed: {_why(first)}" + (f"; {reason}" if reason else "")
+    run.meta.status, run.meta.complete = evidence.STATUS_INCOMPLETE, False
+    run.meta.reason = f"evidence could not be sealed: {_why(first)}" + (f"; {reason}" if reason else "")
     for attempt in ("as is", "without its raw output"):
         if attempt != "as is":
-            _drop_partial_copy(run_dir)
+            _drop_partial_copy(run.dir)
             with contextlib.suppress(OSError):
-                (run_dir / evidence.ARTIFACTS / scrub.EVENTS_FILE).unlink()
-            meta.reason += "; its scrubbed output was dropped to make room"
+                (run.dir / evidence.ARTIFACTS / scrub.EVENTS_FILE).unlink()
+            run.meta.reason += "; its scrubbed output was dropped to make room"
         try:
-            evidence.write_metadata(run_dir, meta)
-            manifest.seal(run_dir)
+            run.seal()
             return
         except OSError:
             continue
     raise EvidenceWriteError(
-        f"run {run_dir.name}: evidence could not be sealed: {_why(first)}. The run is left unsealed "
+        f"run {run.run_id}: evidence could not be sealed: {_why(first)}. The run is left unsealed "
         "(`offboard verify` reports it); free space, then `offboard run` or `offboard retry` seals it as "
         "incomplete"
     )

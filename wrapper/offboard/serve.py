@@ -100,25 +100,18 @@ class Receiver:
 
     def _start(self, client: str, link: psa.Link, delivery: psa.Delivery) -> str | None:
         """Run `start` (plan recorded with the PSA link) and the kick-off notices; None when started."""
-        args = argparse.Namespace(
-            client=client,
-            evidence_dir=self.store.root,
-            start=None,
-            contract_end=None,
-            access_revocation=None,
-            replan=False,
-            psa_link={**link.as_dict(), "delivery_id": delivery.delivery_id, "status": delivery.status},
-        )
         try:
-            checklist.cmd_start(args)
+            checklist.start.start(
+                client,
+                evidence_dir=self.store.root,
+                psa_link={**link.as_dict(), "delivery_id": delivery.delivery_id, "status": delivery.status},
+            )
         except UsageError as exc:
             return str(exc)
         cvars = checklist.load_client_vars(client, paths.project_root())
         ch = notify.channels(cvars.values.get("offboard_notify"))
         if ch.names:
-            checklist.remind_client(
-                argparse.Namespace(evidence_dir=self.store.root, dry_run=False), client, ch
-            )
+            checklist.remind_client(client, ch, evidence_dir=self.store.root)
         else:
             log.warning("%s: no notification channel configured: kick-off notices not sent", client)
         return None
