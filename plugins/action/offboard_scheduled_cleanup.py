@@ -2,7 +2,7 @@
 # Apache-2.0
 """Action plugin: scheduled_task_cleanup's whole flow on Linux/macOS in one task.
 
-Scan (msp_scheduled_footprint, state=query), remove exactly what was found (state=absent; in check mode
+Scan (scheduled_footprint, state=query), remove exactly what was found (state=absent; in check mode
 the module only reports), scan again to verify, and emit one evidence record per item found, per
 look-alike kept for the client, and one "nothing of the MSP's left" record per component without items.
 The records go out in `results[*].offboard_record`, where the offboard_evidence callback picks them up
@@ -29,7 +29,7 @@ DOCUMENTATION = r"""
 module: offboard_scheduled_cleanup
 short_description: Discover, remove, verify and record the MSP's cron jobs, units and startup scripts
 description:
-  - Runs msp_scheduled_footprint to scan, to remove what the scan found, and to scan again; returns one
+  - Runs scheduled_footprint to scan, to remove what the scan found, and to scan again; returns one
     evidence record per item (with its definition as it was), per kept look-alike, and per component
     (scheduled_task, startup_script) in which nothing was found. Check mode scans only and records
     C(would_remove).
@@ -190,7 +190,7 @@ class ActionModule(ActionBase):
                 self._task.check_mode = False
             try:
                 out = self._execute_module(
-                    module_name="msp_scheduled_footprint",
+                    module_name="scheduled_footprint",
                     module_args=patterns | {"state": state, "capture_limit": limit},
                     task_vars=task_vars,
                 )
