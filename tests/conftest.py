@@ -13,6 +13,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# Plugins import module_utils as ansible_collections.offboard.msp.plugins.module_utils.*: inside a run
+# Ansible's collection loader finds the repository through collections/ (ansible.cfg); tests importing a
+# plugin file find it the same way.
+sys.path.insert(0, str(ROOT / "collections"))
 
 
 def _project_module_utils() -> None:

@@ -15,15 +15,13 @@ removal fails the task, with all the records: no separate report task (a worker 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 from collections.abc import Mapping
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible_collections.offboard.msp.plugins.action import offboard_record as _record
 
 DOCUMENTATION = r"""
 module: offboard_scheduled_cleanup
@@ -50,7 +48,6 @@ left: {description: ids still present after removal (empty in check mode), type:
 results: {description: one entry per record, each with its offboard_record, type: list}
 """
 
-_HERE = Path(__file__).resolve().parent
 _ARGS = frozenset(
     ("name_patterns", "path_patterns", "script_dirs", "keep_patterns", "capture_limit", "fail_on_error")
 )
@@ -63,18 +60,6 @@ SCAN_METHOD = (
     "scan of cron, systemd units, profile.d, rc.local, script folders and launchd with the inventory's "
     "patterns"
 )
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise AnsibleActionFail(f"offboard_scheduled_cleanup: cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_record = _load("offboard_record_action_scheduled", _HERE / "offboard_record.py")
 
 
 def records_for(

@@ -17,7 +17,8 @@ import yaml
 
 from tests.conftest import BIN, ROOT
 
-INSTALLED = Path(next(iter(ansible_collections.__path__)))
+# The bundled collections (site-packages), not the repository's own collections/ link (tests/conftest.py).
+INSTALLED = next(Path(p) for p in ansible_collections.__path__ if Path(p).parent.name == "site-packages")
 # ns.collection.plugin as written in tasks, connection settings and module references.
 _FQCN = re.compile(r"(?<![\w.])([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)\.[a-z_][a-z0-9_]*")
 _OURS_OR_CORE = {"ansible.builtin", "offboard.msp"}
