@@ -16,17 +16,17 @@ with all the records), so a role needs no separate report task (a worker per hos
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import os
 from collections.abc import Mapping
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible_collections.offboard.msp.plugins.action import offboard_record as _record
+from ansible_collections.offboard.msp.plugins.filter import agents as _scope
+from ansible_collections.offboard.msp.plugins.filter import agents_guards as _guards
 
 DOCUMENTATION = r"""
 module: offboard_agent_engine
@@ -60,7 +60,6 @@ results: {description: one entry per product with its offboard_record, type: lis
 failed_items: {description: keys of the products that could not be removed, type: list}
 """
 
-_HERE = Path(__file__).resolve().parent
 _ARGS = frozenset(
     (
         "component",
@@ -86,20 +85,6 @@ VERIFY_WINDOWS = (
     "re-probe of the whole derived set: services (named and by image path), scheduled tasks, Run keys, "
     "uninstall entries pointing into a vendor folder, processes by image path, vendor paths and registry keys"
 )
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise AnsibleActionFail(f"offboard_agent_engine: cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_record = _load("offboard_record_action", _HERE / "offboard_record.py")
-_scope = _load("offboard_agents_filter", _HERE.parent / "filter" / "agents.py")
-_guards = _load("offboard_agents_guards_filter", _HERE.parent / "filter" / "agents_guards.py")
 
 
 def _names(entries: list[Any], field: str = "name") -> list[str]:

@@ -12,17 +12,15 @@ the roles record `refused` for them.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import os
 import re
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible_collections.offboard.msp.plugins.module_utils import offboard_paths
 
 DOCUMENTATION = r"""
 module: offboard_agents_preflight
@@ -78,18 +76,6 @@ def _absolute(path: Any) -> bool:
     return isinstance(path, str) and (path.startswith(("/", "\\\\")) or bool(WINDOWS_ABS.match(path)))
 
 
-def _policy() -> Any:
-    """plugins/module_utils/offboard_paths.py: the protected-path policy the deleting modules use too."""
-    key = "offboard_shared_paths"
-    if key not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "module_utils" / "offboard_paths.py"
-        spec = importlib.util.spec_from_file_location(key, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
 def check(hostvars: Mapping[str, Any], security_dir: str, backup_dir: str) -> dict[str, Any]:
     security = hostvars.get("offboard_security") or {}
     if not isinstance(security, Mapping):
@@ -112,7 +98,7 @@ def check(hostvars: Mapping[str, Any], security_dir: str, backup_dir: str) -> di
         )
     for field in ("retention_until", "handed_over_on"):
         _date(terms.get(field), f"offboard_backup_terms.{field}")
-    policy = _policy()
+    policy = offboard_paths
     for index, loc in enumerate(terms.get("msp_data") or []):
         if not isinstance(loc, Mapping) or not _absolute(loc.get("path")):
             raise PreflightError(f"offboard_backup_terms.msp_data[{index}] needs an absolute 'path'")

@@ -2,7 +2,7 @@
 # Apache-2.0
 """Action plugin: scheduled_task_cleanup's whole flow on Linux/macOS in one task.
 
-Scan (msp_scheduled_footprint, state=query), remove exactly what was found (state=absent; in check mode
+Scan (scheduled_footprint, state=query), remove exactly what was found (state=absent; in check mode
 the module only reports), scan again to verify, and emit one evidence record per item found, per
 look-alike kept for the client, and one "nothing of the MSP's left" record per component without items.
 The records go out in `results[*].offboard_record`, where the offboard_evidence callback picks them up
@@ -15,21 +15,19 @@ removal fails the task, with all the records: no separate report task (a worker 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 from collections.abc import Mapping
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible_collections.offboard.msp.plugins.action import offboard_record as _record
 
 DOCUMENTATION = r"""
 module: offboard_scheduled_cleanup
 short_description: Discover, remove, verify and record the MSP's cron jobs, units and startup scripts
 description:
-  - Runs msp_scheduled_footprint to scan, to remove what the scan found, and to scan again; returns one
+  - Runs scheduled_footprint to scan, to remove what the scan found, and to scan again; returns one
     evidence record per item (with its definition as it was), per kept look-alike, and per component
     (scheduled_task, startup_script) in which nothing was found. Check mode scans only and records
     C(would_remove).
@@ -50,7 +48,6 @@ left: {description: ids still present after removal (empty in check mode), type:
 results: {description: one entry per record, each with its offboard_record, type: list}
 """
 
-_HERE = Path(__file__).resolve().parent
 _ARGS = frozenset(
     ("name_patterns", "path_patterns", "script_dirs", "keep_patterns", "capture_limit", "fail_on_error")
 )
@@ -63,18 +60,6 @@ SCAN_METHOD = (
     "scan of cron, systemd units, profile.d, rc.local, script folders and launchd with the inventory's "
     "patterns"
 )
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise AnsibleActionFail(f"offboard_scheduled_cleanup: cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_record = _load("offboard_record_action_scheduled", _HERE / "offboard_record.py")
 
 
 def records_for(
@@ -190,7 +175,7 @@ class ActionModule(ActionBase):
                 self._task.check_mode = False
             try:
                 out = self._execute_module(
-                    module_name="msp_scheduled_footprint",
+                    module_name="scheduled_footprint",
                     module_args=patterns | {"state": state, "capture_limit": limit},
                     task_vars=task_vars,
                 )

@@ -9,14 +9,12 @@ adds the name patterns and the protections, so the rule lives in one tested plac
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.offboard.msp.plugins.module_utils import offboard_paths
 
 # Created with every AD domain; deleting them breaks the domain. Never removed, whatever they contain
 # (Microsoft: "Default Domain Policy" {31B2F340-016D-11D2-945F-00C04FB984F9} and "Default Domain
@@ -50,17 +48,6 @@ def _compile(patterns: Any, what: str) -> list[tuple[str, re.Pattern[str]]]:
     return out
 
 
-def _policy() -> Any:
-    key = "offboard_shared_paths"
-    if key not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "module_utils" / "offboard_paths.py"
-        spec = importlib.util.spec_from_file_location(key, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
 def offboard_gpo_check(config: Any) -> dict[str, Any]:
     """Validate the inventory's offboard_gpo settings (patterns compile; at least one pattern)."""
     if not isinstance(config, Mapping):
@@ -80,7 +67,7 @@ def offboard_gpo_check(config: Any) -> dict[str, Any]:
         )
     # The same policy as every other deletion input (plugins/module_utils/offboard_paths.py): a pattern
     # that matches the empty string or an ordinary name or path would select the domain's own GPOs.
-    policy = _policy()
+    policy = offboard_paths
     for what, found, kind in (("name_patterns", names, "name"), ("setting_patterns", settings, "path")):
         for index, (pattern, _) in enumerate(found):
             reason = policy.pattern_reason(pattern, "regex", kind)

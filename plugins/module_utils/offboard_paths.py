@@ -4,7 +4,7 @@
 
 Used twice: by the preflight on the controller (client inputs: backup data paths, script folders, name
 and path patterns) and again by the modules that delete on a host (agent_footprint,
-msp_scheduled_footprint), so a typo in a catalog or an inventory never reaches a system folder even
+scheduled_footprint), so a typo in a catalog or an inventory never reaches a system folder even
 when the preflight was bypassed. One list: a fix here protects every role at once.
 """
 

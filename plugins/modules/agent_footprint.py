@@ -55,12 +55,12 @@ author: offboard project
 
 EXAMPLES = r"""
 - name: Agents | discover | every product in scope, by evidence
-  agent_footprint:
+  offboard.msp.agent_footprint:
     items: "{{ offboard_msp_agents | offboard_agent_scope(catalog, 'linux') }}"
   register: found
 
 - name: Agents | remove | one product, in layers, re-probed
-  agent_footprint:
+  offboard.msp.agent_footprint:
     items: ["{{ one_item }}"]
     state: absent
     timeout: 300

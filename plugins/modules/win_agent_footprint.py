@@ -123,14 +123,14 @@ author: offboard project
 
 EXAMPLES = r"""
 - name: Agents | discover | find the MSP's agents (named and derived)
-  win_agent_footprint:
+  offboard.msp.win_agent_footprint:
     items: "{{ __agents_items }}"
     state: query
   check_mode: false
   register: found
 
 - name: Agents | remove | uninstall, fall back, clean up and verify the products found
-  win_agent_footprint:
+  offboard.msp.win_agent_footprint:
     items: >-
       {{ __agents_items
          | selectattr('key', 'in', found['items'] | selectattr('found') | map(attribute='key')) }}

@@ -68,6 +68,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         ANSIBLE_ACTION_PLUGINS=str(ROOT / "plugins/action"),
         ANSIBLE_FILTER_PLUGINS=str(ROOT / "plugins/filter"),
         ANSIBLE_LIBRARY=str(ROOT / "plugins/modules"),
+        # The roles call the project's plugins as offboard.msp.<name>: the repository's collection link.
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_DEPRECATION_WARNINGS="false",
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",

@@ -1,4 +1,4 @@
-"""msp_scheduled_footprint on a fake root: finds the MSP's jobs and scripts by pattern, keeps the client's
+"""scheduled_footprint on a fake root: finds the MSP's jobs and scripts by pattern, keeps the client's
 (also look-alikes), captures each definition, removes exactly what it found, and changes nothing in
 check mode."""
 
@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-_spec = importlib.util.spec_from_file_location("msf", ROOT / "plugins/modules/msp_scheduled_footprint.py")
+_spec = importlib.util.spec_from_file_location("msf", ROOT / "plugins/modules/scheduled_footprint.py")
 msf = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(msf)
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: msp_scheduled_footprint
+module: scheduled_footprint
 short_description: Find (and remove) the MSP's cron jobs, systemd timers, startup scripts and launchd jobs
 description:
   - Scans a Linux or macOS host for jobs and scripts that match the departing MSP's patterns from the
@@ -63,7 +63,7 @@ author: offboard project
 
 EXAMPLES = r"""
 - name: Scheduled | discover | the MSP's silent jobs
-  msp_scheduled_footprint:
+  offboard.msp.scheduled_footprint:
     name_patterns: ['^msp[-_]']
     path_patterns: ['/opt/msp-scripts/']
     script_dirs: [/opt/msp-scripts]
