@@ -49,7 +49,7 @@ def as_collection(project: Path) -> None:
 
 
 def load_module(name: str, rel: str) -> types.ModuleType:
-    """Load one of the project's plugin files (rel to the repository root) as a module named name."""
+    """Load a file of the repository (rel to its root, e.g. a plugin) as a module named name."""
     spec = importlib.util.spec_from_file_location(name, ROOT / rel)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -79,7 +79,7 @@ def ansible_env(**extra: str) -> dict[str, str]:
 def run_tool(
     argv: list[str], *, cwd: Path, env: dict[str, str], timeout: int
 ) -> subprocess.CompletedProcess[str]:
-    """Run one of the venv's tools (argv[0] a path) in cwd, its output captured as text."""
+    """Run a tool (ansible-playbook, offboard, ...) in cwd with exactly env, its output captured as text."""
     return subprocess.run(
         argv, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout, check=False
     )
@@ -98,14 +98,8 @@ def plain_playbook(
 ) -> subprocess.CompletedProcess[str]:
     """Run ansible-playbook inside a throw-away project (its own ansible.cfg), with this venv first on PATH
     and env added to the caller's environment."""
-    return subprocess.run(
-        ["ansible-playbook", *args],
-        cwd=project,
-        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    return run_tool(["ansible-playbook", *args], cwd=project, env=env, timeout=timeout)
 
 
 def offboard_cli(
