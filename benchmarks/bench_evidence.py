@@ -19,11 +19,33 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from offboard import manifest
 from offboard.evidence import EvidenceStore, RunMetadata, write_metadata
 from offboard.fsutil import open_private
 from offboard.records import Record
+
+# What every synthetic run and record shares; the loop below adds what differs per run, host and task.
+META = {"client": "bench", "source": "wrapper", "command": "run", "operator": "bench", "status": "complete"}
+ITEM = {
+    "component": "rmm_agent",
+    "after": {"found": False},
+    "verification": {"method": "probe", "result": "verified_absent"},
+    "task": "RMM | record | evidence",
+}
+
+
+def record(run_id: str, kind: str, recorded_at: str, **fields: Any) -> str:
+    """One records.jsonl line of the bench client's agents phase."""
+    line = Record(kind=kind, run_id=run_id, client="bench", phase="agents", recorded_at=recorded_at, **fields)
+    return line.to_json() + "\n"
+
+
+def job_event(counter: int, host: str, task: str) -> str:
+    """One packed job event, as the runner writes them."""
+    data = {"host": host, "task": task, "res": {"changed": False}}
+    return json.dumps({"event": "runner_on_ok", "counter": counter, "event_data": data}) + "\n"
 
 
 def build(root: Path, hosts: int, tasks: int, runs: int) -> int:
@@ -33,85 +55,29 @@ def build(root: Path, hosts: int, tasks: int, runs: int) -> int:
     for r in range(runs):
         run_dir = store.new_run("bench", f"20260101T{r:06d}.000Z-b{r:05d}")
         run_id = run_dir.name
-        write_metadata(
-            run_dir,
-            RunMetadata(
-                run_id=run_id,
-                client="bench",
-                source="wrapper",
-                command="run",
-                operator="bench",
-                started_at="2026-01-01T00:00:00Z",
-                status="complete",
-                complete=True,
-                hosts=names,
-            ),
+        meta = RunMetadata(
+            run_id=run_id, started_at="2026-01-01T00:00:00Z", complete=True, hosts=names, **META
         )
+        write_metadata(run_dir, meta)
         (run_dir / "artifacts").mkdir(mode=0o700)
         with (
             open_private(run_dir / "records.jsonl", "w") as rec,
             open_private(run_dir / "artifacts" / "job_events.jsonl", "w") as ev,
         ):
-            rec.write(
-                Record(
-                    kind="phase_start",
-                    run_id=run_id,
-                    client="bench",
-                    phase="agents",
-                    recorded_at="2026-01-01T00:00:00Z",
-                    hosts=names,
-                ).to_json()
-                + "\n"
-            )
+            rec.write(record(run_id, "phase_start", "2026-01-01T00:00:00Z", hosts=names))
             for t in range(tasks):
                 for host in names:
-                    action = "removed" if r == 0 else "none"
-                    rec.write(
-                        Record(
-                            kind="item",
-                            run_id=run_id,
-                            client="bench",
-                            phase="agents",
-                            recorded_at="2026-01-01T00:00:01Z",
-                            host=host,
-                            component="rmm_agent",
-                            item=f"product{t:02d}",
-                            before={"found": r == 0, "paths": [f"/opt/p{t}"]},
-                            action=action,
-                            after={"found": False},
-                            verification={"method": "probe", "result": "verified_absent"},
-                            task="RMM | record | evidence",
-                        ).to_json()
-                        + "\n"
-                    )
-                    ev.write(
-                        json.dumps(
-                            {
-                                "event": "runner_on_ok",
-                                "counter": events,
-                                "event_data": {
-                                    "host": host,
-                                    "task": f"RMM | record | product{t:02d}",
-                                    "res": {"changed": False},
-                                },
-                            }
-                        )
-                        + "\n"
-                    )
+                    fields = {
+                        "host": host,
+                        "item": f"product{t:02d}",
+                        "action": "removed" if r == 0 else "none",
+                    }
+                    before = {"found": r == 0, "paths": [f"/opt/p{t}"]}
+                    rec.write(record(run_id, "item", "2026-01-01T00:00:01Z", before=before, **fields, **ITEM))
+                    ev.write(job_event(events, host, f"RMM | record | product{t:02d}"))
                     events += 1
             for host in names:
-                rec.write(
-                    Record(
-                        kind="phase_end",
-                        run_id=run_id,
-                        client="bench",
-                        phase="agents",
-                        recorded_at="2026-01-01T00:00:02Z",
-                        host=host,
-                        outcome="ok",
-                    ).to_json()
-                    + "\n"
-                )
+                rec.write(record(run_id, "phase_end", "2026-01-01T00:00:02Z", host=host, outcome="ok"))
         (run_dir / "artifacts" / "stdout").write_text("synthetic\n")
         manifest.seal(run_dir)
     return events

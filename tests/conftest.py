@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
+import types
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +52,25 @@ def as_collection(project: Path) -> None:
     link.symlink_to(os.path.relpath(project, link.parent), target_is_directory=True)
 
 
+def load_module(name: str, rel: str) -> types.ModuleType:
+    """Load a file of the repository (rel to its root, e.g. a plugin) as a module named name."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def walk(node: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """Yield (location, value) for node and everything below it; locations read `a.b[0].c`."""
+    yield where, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, f"{where}[{index}]")
+
+
 def ansible_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
@@ -57,19 +80,64 @@ def ansible_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def playbook(
-    *args: str, env: dict[str, str] | None = None, timeout: int = 900
+def run_tool(
+    argv: list[str], *, cwd: Path, env: dict[str, str], timeout: int
 ) -> subprocess.CompletedProcess[str]:
-    """Run ansible-playbook exactly as a user would from the repository root."""
+    """Run a tool (ansible-playbook, offboard, ...) in cwd with exactly env, its output captured as text."""
     return subprocess.run(
-        [str(BIN / "ansible-playbook"), *args],
-        cwd=ROOT,
-        env=env or ansible_env(),
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
+        argv, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout, check=False
     )
+
+
+def playbook(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 900, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook exactly as a user would from the repository root (or from cwd)."""
+    argv = [str(BIN / "ansible-playbook"), *args]
+    return run_tool(argv, cwd=cwd, env=env or ansible_env(), timeout=timeout)
+
+
+def plain_playbook(
+    project: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook inside a throw-away project (its own ansible.cfg), with this venv first on PATH
+    and env added to the caller's environment."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    return run_tool(["ansible-playbook", *args], cwd=project, env=env, timeout=timeout)
+
+
+def offboard_cli(
+    *argv: str, env: dict[str, str] | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess[str]:
+    """Run the wrapper (`python -m offboard.cli`) as a user would, env added to the caller's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "offboard.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def vaulted_canary_env(
+    project: Path, secrets: Path, text: str, password: str, token: str, evidence: Path
+) -> dict[str, str]:
+    """Write text vault-encrypted with password to secrets (a vars file of project) and the password beside
+    project (vault-pass); return the environment a wrapper run of project needs to read it, with token as
+    the environment canary MSP_API_TOKEN."""
+    from ansible.constants import DEFAULT_VAULT_ID_MATCH
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(password.encode()))])
+    secrets.write_bytes(vault.encrypt(text))
+    password_file = project.parent / "vault-pass"
+    password_file.write_text(f"{password}\n")
+    return {
+        "OFFBOARD_PROJECT_DIR": str(project),
+        "OFFBOARD_EVIDENCE_DIR": str(evidence),
+        "ANSIBLE_VAULT_PASSWORD_FILE": str(password_file),
+        "MSP_API_TOKEN": token,
+    }
 
 
 def recap(stdout: str) -> dict[str, dict[str, int]]:

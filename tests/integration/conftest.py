@@ -56,6 +56,13 @@ CLIENT_PROBES = {
     ],
 }
 
+
+def probed_state(snapshot: dict, probes: dict[str, list[str]]) -> dict[str, dict]:
+    """A snapshot's packages, units and paths narrowed to the ones probes names (e.g. the client's own)."""
+    kinds = ("packages", "units", "paths")
+    return {kind: {name: snapshot[kind][name] for name in probes[kind]} for kind in kinds}
+
+
 _SNAPSHOT_SCRIPT = r"""
 import json, os, subprocess, sys
 probes = json.loads(sys.argv[1])

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, ROOT, ansible_env, evidence_dir, playbook, read_records, recap
+from tests.integration.conftest import probed_state
 
 pytestmark = pytest.mark.lab
 
@@ -112,9 +113,7 @@ def _msp_left(snap: dict, name: str) -> list[str]:
 
 def _client(snap: dict) -> dict:
     return {
-        "packages": {p: snap["packages"][p] for p in CLIENT["packages"]},
-        "units": {u: snap["units"][u] for u in CLIENT["units"]},
-        "paths": {p: snap["paths"][p] for p in CLIENT["paths"]},
+        **probed_state(snap, CLIENT),
         "files": snap["client_files"],
         "lines": {f: line in snap["lines"][f] for f, line in CLIENT_LINES.items()},
         "processes": [p for p in snap["processes"] if "labclient" in p],

@@ -7,11 +7,9 @@ Tampering tests work on copies of that store.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 from offboard import inventory, report, signing
 
 from tests.conftest import ROOT, ansible_env, evidence_dir, playbook
+from tests.conftest import offboard_cli as offboard
 from tests.local_tsa import running_tsa
 
 pytestmark = pytest.mark.lab
@@ -36,18 +35,6 @@ class Proof:
     tsa_ca: Path
     wrapper_run: str
     plain_run: str
-
-
-def offboard(
-    *argv: str, env: dict[str, str] | None = None, timeout: int = 900
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "offboard.cli", *argv],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")

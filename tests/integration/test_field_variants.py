@@ -7,6 +7,7 @@ the host where a path cannot be deleted."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,21 @@ def _client(snap: dict) -> dict:
     }
 
 
+def _agents_phase(inventory: str, evidence: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The agents phase against the field hosts, its evidence in a folder of its own."""
+    return playbook(
+        "offboard.yml",
+        "-i",
+        inventory,
+        "-l",
+        "field",
+        "--tags",
+        "agents",
+        *extra,
+        env=ansible_env(**field.evidence_env(evidence)),
+    )
+
+
 def test_field_variants_rehearsal_then_removal_by_evidence(field_hosts: Path):
     inventory = str(field_hosts)
     planted = {h: field.snapshot(h) for h in HOSTS}
@@ -64,17 +80,7 @@ def test_field_variants_rehearsal_then_removal_by_evidence(field_hosts: Path):
 
     # 1. Rehearsal: nothing changes, every product found is `would_remove`.
     check_dir = field_hosts.parent / "run-check"
-    check = playbook(
-        "offboard.yml",
-        "-i",
-        inventory,
-        "-l",
-        "field",
-        "--tags",
-        "agents",
-        "--check",
-        env=ansible_env(**field.evidence_env(check_dir)),
-    )
+    check = _agents_phase(inventory, check_dir, "--check")
     assert check.returncode == 0, check.stdout[-4000:]
     assert {h: field.snapshot(h) for h in HOSTS} == planted
     rehearsal = read_records(field.the_run(check_dir))
@@ -91,18 +97,7 @@ def test_field_variants_rehearsal_then_removal_by_evidence(field_hosts: Path):
 
     # 2. The real run (uninstallers bounded to 5 s: one of them hangs).
     real_dir = field_hosts.parent / "run-real"
-    real = playbook(
-        "offboard.yml",
-        "-i",
-        inventory,
-        "-l",
-        "field",
-        "--tags",
-        "agents",
-        "-e",
-        "rmm_agent_removal_timeout=5",
-        env=ansible_env(**field.evidence_env(real_dir)),
-    )
+    real = _agents_phase(inventory, real_dir, "-e", "rmm_agent_removal_timeout=5")
     totals = recap(real.stdout)
     assert totals["field-srv01"]["failed"] == 0 and totals["field-ws01"]["failed"] == 0, real.stdout[-4000:]
     assert totals["field-srv02"]["failed"] == 1, real.stdout[-4000:]

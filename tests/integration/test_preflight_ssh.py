@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, run_tool
 
 SSHD = Path("/usr/sbin/sshd")
 LOOPBACK = "127.0.0.1"
@@ -170,15 +170,7 @@ def test_preflight_classifies_ssh_hosts_for_real(tmp_path: Path, sshd: Sshd) -> 
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
     )
     start = time.monotonic()
-    out = subprocess.run(
-        [str(BIN / "offboard"), "preflight", "acme", "--json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = run_tool([str(BIN / "offboard"), "preflight", "acme", "--json"], cwd=tmp_path, env=env, timeout=60)
     elapsed = time.monotonic() - start
     print(f"offboard preflight acme: exit {out.returncode} in {elapsed:.2f} s\n{out.stdout}")
     assert out.stdout.strip(), f"no output (exit {out.returncode}): {out.stderr}"

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.conftest import evidence_dir, playbook, read_records, recap
-from tests.integration.conftest import CLIENT_PROBES, MSP_PROBES
+from tests.integration.conftest import CLIENT_PROBES, MSP_PROBES, probed_state
 
 pytestmark = pytest.mark.lab
 
@@ -30,9 +30,7 @@ def _msp_left(snapshot: dict) -> list[str]:
 
 def _client_state(snapshot: dict) -> dict:
     return {
-        "packages": {p: snapshot["packages"][p] for p in CLIENT_PROBES["packages"]},
-        "units": {u: snapshot["units"][u] for u in CLIENT_PROBES["units"]},
-        "paths": {p: snapshot["paths"][p] for p in CLIENT_PROBES["paths"]},
+        **probed_state(snapshot, CLIENT_PROBES),
         "processes": [p for p in snapshot["processes"] if "labclient" in p or "c0ffee00c11e0001" in p],
     }
 

@@ -4,7 +4,6 @@ canary secrets, one run per client. Needs the lead's `lab` fixture (tests/integr
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -14,6 +13,9 @@ from pathlib import Path
 
 import pytest
 from offboard import lab as labmod
+
+from tests.conftest import offboard_cli as offboard
+from tests.conftest import vaulted_canary_env
 
 pytestmark = pytest.mark.lab
 
@@ -28,18 +30,6 @@ def evidence(tmp_path, monkeypatch):
     root = tmp_path / "evidence"
     monkeypatch.setenv("OFFBOARD_EVIDENCE_DIR", str(root))
     return root
-
-
-def offboard(
-    *argv: str, env: dict[str, str] | None = None, timeout: int = 900
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "offboard.cli", *argv],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
 
 
 def status(*extra: str) -> dict:
@@ -168,9 +158,6 @@ def test_kill_9_mid_run_marks_it_incomplete_and_a_rerun_completes(lab, evidence)
 
 def test_canary_secrets_reach_no_evidence_file_and_not_the_console(lab, tmp_path):
     """A copy of the project whose lab inventory holds a vaulted canary; another canary in the environment."""
-    from ansible.constants import DEFAULT_VAULT_ID_MATCH
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
     project = tmp_path / "project"
     shutil.copytree(
         REPO,
@@ -181,18 +168,17 @@ def test_canary_secrets_reach_no_evidence_file_and_not_the_console(lab, tmp_path
             ".git", ".venv", "evidence", ".cache", "__pycache__", "*.egg-info", "molecule"
         ),
     )
-    vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(b"lab-vault-pass"))])
     host_vars = project / "inventories/lab/host_vars"
     host_vars.mkdir(exist_ok=True)
-    (host_vars / "lab-srv01.yml").write_bytes(vault.encrypt(f"msp_admin_password: {CANARY_VAULT}\n"))
-    (tmp_path / "vault-pass").write_text("lab-vault-pass\n")
     root = tmp_path / "evidence"
-    env = {
-        "OFFBOARD_PROJECT_DIR": str(project),
-        "OFFBOARD_EVIDENCE_DIR": str(root),
-        "ANSIBLE_VAULT_PASSWORD_FILE": str(tmp_path / "vault-pass"),
-        "MSP_API_TOKEN": CANARY_ENV,
-    }
+    env = vaulted_canary_env(
+        project,
+        host_vars / "lab-srv01.yml",
+        f"msp_admin_password: {CANARY_VAULT}\n",
+        "lab-vault-pass",
+        CANARY_ENV,
+        root,
+    )
     labmod.stop_host(LAPTOP)
     console = ""
     for argv in (

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, walk
 
 _spec = importlib.util.spec_from_file_location("agents_filter", ROOT / "plugins/filter/agents.py")
 agents = importlib.util.module_from_spec(_spec)
@@ -62,16 +62,6 @@ def _products(role: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _walk(node: Any, where: str):
-    yield where, node
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _walk(v, f"{where}.{k}")
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _walk(v, f"{where}[{i}]")
-
-
 @pytest.mark.parametrize("role", sorted(CATALOGS))
 def test_required_products_present_with_their_category(role):
     products = _products(role)
@@ -92,7 +82,7 @@ def test_every_fact_has_a_known_source_and_a_confidence(role):
                 if section.get("source") not in sources or section.get("confidence") not in CONFIDENCES:
                     errors.append(f"{product}.{os_name}: unsupported needs source and confidence")
                 continue
-            for where, value in _walk(section, f"{product}.{os_name}"):
+            for where, value in walk(section, f"{product}.{os_name}"):
                 if isinstance(value, dict) and (FACT_KEYS & value.keys() or where.endswith(".protection")):
                     src = value.get("source")
                     if not (src in sources or (isinstance(src, str) and URL.match(src))):

@@ -3,22 +3,13 @@ Route 53, Cloudflare) producing records that dnspython accepts and that survive 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import dns.exception
 import dns.xfr
 import pytest
 
-from tests.conftest import ROOT
-
-
-def _load(name: str, rel: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.conftest import load_module as _load
 
 mod = _load("dns_zone_fetch", "plugins/modules/dns_zone_fetch.py")
 flt = _load("dns_records", "plugins/filter/dns_records.py")

@@ -11,24 +11,31 @@ test_wrapper_pipeline.py, whose role is replaced here by one that handles secret
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.unit.test_wrapper_pipeline import CANARY_ENV, CANARY_VAULT, ONLINE, REPO, mini  # noqa: F401
+from tests.conftest import plain_playbook
+from tests.unit.test_wrapper_pipeline import (  # noqa: F401 (mini is a fixture)
+    CANARY_ENV,
+    CANARY_VAULT,
+    ONLINE,
+    RECORD_TASK,
+    REPO,
+    mini,
+)
 
 URL_PASSWORD = "canary-urlpw-7d2e41b9"
 DATABASE_URL = f"postgres://app:{URL_PASSWORD}@db.example.test:5432/app"
 VAULT_PASSWORD = "vault-pass-for-tests"
 
-CARELESS_ROLE = """
+CARELESS_ROLE = (
+    """
 - name: FAKE | discover | probe
   ansible.builtin.command: "sleep {{ lookup('ansible.builtin.env', 'FAKE_SLEEP', default='0') }}"
   changed_when: false
@@ -81,17 +88,9 @@ CARELESS_ROLE = """
 - name: FAKE | wait (a test kills the run here)
   ansible.builtin.command: "sleep {{ lookup('ansible.builtin.env', 'LATE_SLEEP', default='0') }}"
   changed_when: false
-- name: FAKE | record | evidence per agent
-  offboard_record:
-    phase: agents
-    component: fake_agent
-    item: "{{ item }}"
-    before: {found: true, paths: ["/opt/{{ item }}"]}
-    action: "{{ 'would_remove' if ansible_check_mode else 'removed' }}"
-    after: {found: false}
-    verification: {method: path probe, result: verified_absent}
-  loop: "{{ fake_agents }}"
 """
+    + RECORD_TASK
+)
 
 
 @pytest.fixture
@@ -168,15 +167,7 @@ def test_wrapper_run_keeps_every_canary_out_of_store_and_console(careless):
 
 
 def test_plain_vvvv_run_keeps_every_canary_out_of_store_and_console(careless):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    out = subprocess.run(
-        ["ansible-playbook", "offboard.yml", "-l", "mini", "-vvvv"],
-        cwd=careless.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = plain_playbook(careless.root, "offboard.yml", "-l", "mini", "-vvvv")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "********" in out.stdout  # the careless debug tasks ran, masked
     _assert_nowhere(careless, out.stdout + out.stderr)
@@ -212,12 +203,7 @@ def test_a_failing_vault_script_refuses_the_run(careless, tmp_path):
 
 
 def test_kill_9_mid_run_leaves_no_canary_and_recovery_uses_no_other_runs_secrets(careless):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "offboard.cli", "run", "mini"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "LATE_SLEEP": "30"},
-    )
+    proc = careless.start_run(subprocess.PIPE, subprocess.STDOUT, LATE_SLEEP="30")
     deadline = time.time() + 90
     while time.time() < deadline:
         runs = careless.runs() if careless.store.exists() else []

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import plain_playbook
 from tests.unit.test_wrapper_pipeline import CANARY_ENV, CANARY_VAULT, ONLINE, mini  # noqa: F401
 
 LOUD_ROLE = """
@@ -87,19 +87,8 @@ def test_plain_run_stops_when_its_evidence_cannot_be_written(mini, small_disk): 
         pass
     finally:
         os.close(fd)
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "OFFBOARD_EVIDENCE_DIR": str(disk / "evidence"),
-    }
-    out = subprocess.run(
-        ["ansible-playbook", "offboard.yml", "-l", "mini"],
-        cwd=mini.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = {"OFFBOARD_EVIDENCE_DIR": str(disk / "evidence")}
+    out = plain_playbook(mini.root, "offboard.yml", "-l", "mini", env=env)
     console = out.stdout + out.stderr
     assert out.returncode != 0, console
     assert "evidence cannot be written" in console and "the disk is full" in console
@@ -114,15 +103,7 @@ def test_plain_run_stops_on_a_symlinked_client_folder_and_leaves_its_target_alon
     target.chmod(0o755)
     mini.store.parent.mkdir(parents=True, exist_ok=True)
     mini.store.symlink_to(target)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    out = subprocess.run(
-        ["ansible-playbook", "offboard.yml", "-l", "mini"],
-        cwd=mini.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = plain_playbook(mini.root, "offboard.yml", "-l", "mini")
     console = out.stdout + out.stderr
     assert out.returncode != 0, console
     assert "evidence cannot be written" in console and "symlink" in console

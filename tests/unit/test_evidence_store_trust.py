@@ -21,6 +21,17 @@ from offboard.records import Record
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = "lab"
+# The metadata of a finished wrapper run (its run id and this machine's name are added per run).
+COMPLETE_RUN = {
+    "client": CLIENT,
+    "source": "wrapper",
+    "command": "run",
+    "operator": "t@x",
+    "started_at": "2026-12-01T00:00:00Z",
+    "status": "complete",
+    "complete": True,
+    "pid": 0,
+}
 
 
 @pytest.fixture
@@ -53,19 +64,7 @@ def item(run_id: str, host: str, name: str) -> str:
 
 def make_run(store: EvidenceStore, run_id: str, lines: list[str | bytes], seal: bool = True, **meta) -> Path:
     run = store.new_run(CLIENT, run_id)
-    fields = dict(
-        run_id=run_id,
-        client=CLIENT,
-        source="wrapper",
-        command="run",
-        operator="t@x",
-        started_at="2026-12-01T00:00:00Z",
-        status="complete",
-        complete=True,
-        pid=0,
-        hostname=socket.gethostname(),
-    )
-    fields.update(meta)
+    fields = {**COMPLETE_RUN, "run_id": run_id, "hostname": socket.gethostname(), **meta}
     write_metadata(run, RunMetadata(**fields))
     data = b"".join(line if isinstance(line, bytes) else (line + "\n").encode() for line in lines)
     (run / "records.jsonl").write_bytes(data)

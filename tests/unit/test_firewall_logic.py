@@ -3,18 +3,9 @@ secret redaction of backups, and the FortiGate / Cisco IOS removal plans."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
-from tests.conftest import ROOT
-
-
-def _load(name: str, rel: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.conftest import load_module as _load
 
 nft = _load("nftables_access", "plugins/modules/nftables_access.py")
 refs = _load("config_refs", "plugins/modules/config_refs.py")

@@ -5,7 +5,6 @@ Windows scripts checked statically (no PowerShell here: they were never run, see
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 import stat
@@ -17,14 +16,7 @@ import yaml
 from ansible.errors import AnsibleActionFail, AnsibleFilterError
 
 from tests.conftest import ROOT
-
-
-def _load(name: str, rel: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.conftest import load_module as _load
 
 gpo_filter = _load("gpo_filter", "plugins/filter/gpo.py")
 samba_gpo = _load("samba_gpo", "plugins/modules/samba_gpo.py")

@@ -390,30 +390,25 @@ CASES = [
         setup=lambda p: p.drop("acme", "offboard_msp_access"),
     ),
     # --- client folders see only themselves ------------------------------------------------------------
-    Case(
-        "group-vars-all-json",
-        AGENTS,
-        "group_vars/all.json",
-        setup=lambda p: p.write("acme/group_vars/all.json", '{"x": 1}'),
-    ),
-    Case(
-        "group-vars-all-dir",
-        AGENTS,
-        "group_vars/all would apply",
-        setup=lambda p: p.write("acme/group_vars/all/main.yml", "x: 1\n"),
-    ),
-    Case(
-        "group-vars-foreign-group",
-        AGENTS,
-        "group_vars/beta.yml sets variables for 'beta'",
-        setup=lambda p: p.write("acme/group_vars/beta.yml", "offboard_client_id: acme\n"),
-    ),
-    Case(
-        "host-vars-foreign-host",
-        AGENTS,
-        "host_vars/beta-a.yml sets variables for 'beta-a'",
-        setup=lambda p: p.write("acme/host_vars/beta-a.yml", "offboard_client_id: acme\n"),
-    ),
+    *[
+        Case(case_id, AGENTS, needle, setup=lambda p, rel=rel, text=text: p.write(rel, text))
+        for case_id, rel, text, needle in (
+            ("group-vars-all-json", "acme/group_vars/all.json", '{"x": 1}', "group_vars/all.json"),
+            ("group-vars-all-dir", "acme/group_vars/all/main.yml", "x: 1\n", "group_vars/all would apply"),
+            (
+                "group-vars-foreign-group",
+                "acme/group_vars/beta.yml",
+                "offboard_client_id: acme\n",
+                "group_vars/beta.yml sets variables for 'beta'",
+            ),
+            (
+                "host-vars-foreign-host",
+                "acme/host_vars/beta-a.yml",
+                "offboard_client_id: acme\n",
+                "host_vars/beta-a.yml sets variables for 'beta-a'",
+            ),
+        )
+    ],
     Case("host-in-two-folders", AGENTS, "in the groups of several client folders", setup=_shared_host),
     Case(
         "top-group-not-folder-name",
@@ -423,20 +418,23 @@ CASES = [
     ),
     # --- the lock, the store, the time bound ----------------------------------------------------------
     Case("lock-held", AGENTS, "already being worked on", setup=_hold_lock),
-    Case(
-        "store-unwritable",
-        AGENTS,
-        "cannot be written",
-        setup=_unwritable_store,
-        env={"OFFBOARD_EVIDENCE_DIR": "{root}/not-a-dir/evidence"},
-    ),
-    Case(
-        "preflight-time-bound",
-        AGENTS,
-        "did not finish within 0.2 s",
-        setup=_many_hosts,
-        env={"OFFBOARD_PREFLIGHT_TIMEOUT": "0.2"},
-    ),
+    *[
+        Case(case_id, AGENTS, needle, setup=setup, env=env)
+        for case_id, needle, setup, env in (
+            (
+                "store-unwritable",
+                "cannot be written",
+                _unwritable_store,
+                {"OFFBOARD_EVIDENCE_DIR": "{root}/not-a-dir/evidence"},
+            ),
+            (
+                "preflight-time-bound",
+                "did not finish within 0.2 s",
+                _many_hosts,
+                {"OFFBOARD_PREFLIGHT_TIMEOUT": "0.2"},
+            ),
+        )
+    ],
     # --- the wrapper validates before it probes -------------------------------------------------------------
     Case(
         "wrapper-protected-path",

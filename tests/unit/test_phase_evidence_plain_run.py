@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT, as_collection
+from tests.conftest import BIN, ROOT, as_collection, playbook
 from tests.guarded_project import DATES, add_preflight
 
 SPEC = """argument_specs:
@@ -82,15 +82,7 @@ def _run(project: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], P
         OFFBOARD_PROJECT_DIR=str(project),
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
     )
-    proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "offboard.yml", "-l", "mini", *args],
-        cwd=project,
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    proc = playbook("offboard.yml", "-l", "mini", *args, env=env, timeout=120, cwd=project)
     runs = sorted((project / "evidence" / "mini").glob("2*"))
     return proc, runs[-1] if runs else project
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, playbook
 from tests.unit.test_win_agent_footprint_static import windows_items
 
 BIN = Path(sys.executable).parent
@@ -105,15 +104,8 @@ def test_role_passes_syntax_check_for_a_windows_and_a_macos_host(tmp_path: Path,
             """
         )
     )
-    run = subprocess.run(
-        [str(BIN / "ansible-playbook"), "--syntax-check", "-i", "inventory.yml", "site.yml"],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    args = ["--syntax-check", "-i", "inventory.yml", "site.yml"]
+    run = playbook(*args, env=_env(tmp_path), timeout=120, cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -268,16 +260,8 @@ def _run(
         ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
         FAKE_WIN_HOST=str(state),
     )
-    args = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e", extra, "play.yml"]
-    run = subprocess.run(
-        [*args, "--check"] if check else args,
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    args = ["-i", "localhost,", "-c", "local", "-e", extra, "play.yml"]
+    run = playbook(*args, *(["--check"] if check else []), env=env, timeout=300, cwd=tmp_path)
     assert (run.returncode != 0) == fail_on_error, run.stdout[-4000:] + run.stderr[-4000:]
     return json.loads(run.stdout), json.loads(state.read_text()), run.stdout + run.stderr
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -534,24 +535,20 @@ MUST_ALLOW_KEYS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("path", MUST_REFUSE_PATHS)
-def test_refused_paths(path: str) -> None:
-    assert not safe_path(path), path
-
-
-@pytest.mark.parametrize("path", MUST_ALLOW_PATHS)
-def test_allowed_paths(path: str) -> None:
-    assert safe_path(path), path
-
-
-@pytest.mark.parametrize("key", MUST_REFUSE_KEYS)
-def test_refused_keys(key: str) -> None:
-    assert not safe_key(key), key
-
-
-@pytest.mark.parametrize("key", MUST_ALLOW_KEYS)
-def test_allowed_keys(key: str) -> None:
-    assert safe_key(key), key
+@pytest.mark.parametrize(
+    ("check", "target", "allowed"),
+    [
+        *((safe_path, path, False) for path in MUST_REFUSE_PATHS),
+        *((safe_path, path, True) for path in MUST_ALLOW_PATHS),
+        *((safe_key, key, False) for key in MUST_REFUSE_KEYS),
+        *((safe_key, key, True) for key in MUST_ALLOW_KEYS),
+    ],
+    ids=lambda value: value.__name__ if callable(value) else None,
+)
+def test_guard_refuses_protected_paths_and_keys_and_allows_vendor_ones(
+    check: Callable[[str], bool], target: str, allowed: bool
+) -> None:
+    assert bool(check(target)) is allowed, target
 
 
 def test_no_catalog_windows_path_or_key_is_refused() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from offboard import cli
 
-from tests.conftest import as_collection
+from tests.conftest import as_collection, offboard_cli, plain_playbook, vaulted_canary_env
 from tests.guarded_project import DATES, add_preflight
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,14 +35,8 @@ ONLINE = "m3: {}"
 CANARY_ENV = "canary-env-5f1c2a9e77"
 CANARY_VAULT = "canary-vault-0b7d31c4aa"
 
-ROLE = """
-- name: FAKE | discover | probe (sleeps when FAKE_SLEEP is set, so a test can kill the run mid-way)
-  ansible.builtin.command: "sleep {{ lookup('ansible.builtin.env', 'FAKE_SLEEP', default='0') }}"
-  changed_when: false
-- name: FAKE | use the vaulted secret the way a role would
-  ansible.builtin.set_fact:
-    __fake_secret_len: "{{ fake_admin_password | length }}"
-  no_log: true
+# The task every fake role ends with: one record per fake agent, as the real roles write them.
+RECORD_TASK = """\
 - name: FAKE | record | evidence per agent
   offboard_record:
     phase: agents
@@ -55,13 +49,23 @@ ROLE = """
   loop: "{{ fake_agents }}"
 """
 
+ROLE = (
+    """
+- name: FAKE | discover | probe (sleeps when FAKE_SLEEP is set, so a test can kill the run mid-way)
+  ansible.builtin.command: "sleep {{ lookup('ansible.builtin.env', 'FAKE_SLEEP', default='0') }}"
+  changed_when: false
+- name: FAKE | use the vaulted secret the way a role would
+  ansible.builtin.set_fact:
+    __fake_secret_len: "{{ fake_admin_password | length }}"
+  no_log: true
+"""
+    + RECORD_TASK
+)
+
 
 @pytest.fixture
 def mini(tmp_path, monkeypatch):
     """A throw-away project + evidence store; returns a helper namespace."""
-    from ansible.constants import DEFAULT_VAULT_ID_MATCH
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
     project = tmp_path / "project"
     for sub in (
         "plugins/action",
@@ -97,19 +101,16 @@ def mini(tmp_path, monkeypatch):
         "offboard_client_id: mini\nfake_agents: [alpha, beta]\noffboard_msp_agents: []\n" + DATES
     )
     add_preflight(project)
-    vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(b"vault-pass-for-tests"))])
-    (project / "inventories/mini/group_vars/mini/vault.yml").write_bytes(
-        vault.encrypt(f"fake_admin_password: {CANARY_VAULT}\n")
-    )
-    (tmp_path / "vault-pass").write_text("vault-pass-for-tests\n")
     evidence = tmp_path / "evidence"
-    env = {
-        "OFFBOARD_PROJECT_DIR": str(project),
-        "OFFBOARD_EVIDENCE_DIR": str(evidence),
-        "ANSIBLE_VAULT_PASSWORD_FILE": str(tmp_path / "vault-pass"),
-        "MSP_API_TOKEN": CANARY_ENV,
-        "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
-    }
+    env = vaulted_canary_env(
+        project,
+        project / "inventories/mini/group_vars/mini/vault.yml",
+        f"fake_admin_password: {CANARY_VAULT}\n",
+        "vault-pass-for-tests",
+        CANARY_ENV,
+        evidence,
+    )
+    env["ANSIBLE_CONFIG"] = str(project / "ansible.cfg")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(project)
@@ -120,12 +121,16 @@ def mini(tmp_path, monkeypatch):
 
         @staticmethod
         def offboard(*argv: str, **kw) -> subprocess.CompletedProcess:
-            return subprocess.run(
-                [sys.executable, "-m", "offboard.cli", *argv],
-                capture_output=True,
-                text=True,
+            return offboard_cli(*argv, env=kw, timeout=300)
+
+        @staticmethod
+        def start_run(stdout: int, stderr: int, **kw: str) -> subprocess.Popen:
+            """`offboard run mini` in the background, so a test can kill it mid-way."""
+            return subprocess.Popen(
+                [sys.executable, "-m", "offboard.cli", "run", "mini"],
+                stdout=stdout,
+                stderr=stderr,
                 env={**os.environ, **kw},
-                timeout=300,
             )
 
         @staticmethod
@@ -216,12 +221,7 @@ def test_run_metadata_says_who_when_what(mini):
 
 def test_kill_9_marks_the_run_incomplete_and_a_rerun_completes(mini):
     mini.set_m3(ONLINE)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "offboard.cli", "run", "mini"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "FAKE_SLEEP": "30"},
-    )
+    proc = mini.start_run(subprocess.DEVNULL, subprocess.DEVNULL, FAKE_SLEEP="30")
     deadline = time.time() + 60
     while time.time() < deadline:
         runs = mini.runs() if mini.store.exists() else []
@@ -256,12 +256,7 @@ def test_kill_9_marks_the_run_incomplete_and_a_rerun_completes(mini):
 
 def test_a_second_concurrent_run_on_the_same_client_is_refused(mini):
     mini.set_m3(ONLINE)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "offboard.cli", "run", "mini"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "FAKE_SLEEP": "8"},
-    )
+    proc = mini.start_run(subprocess.DEVNULL, subprocess.DEVNULL, FAKE_SLEEP="8")
     try:
         deadline = time.time() + 60
         while time.time() < deadline and not (mini.store.exists() and mini.runs()):
@@ -275,15 +270,7 @@ def test_a_second_concurrent_run_on_the_same_client_is_refused(mini):
 
 
 def test_plain_ansible_playbook_runs_leave_the_same_evidence(mini):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    out = subprocess.run(
-        ["ansible-playbook", "offboard.yml", "-l", "mini"],
-        cwd=mini.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = plain_playbook(mini.root, "offboard.yml", "-l", "mini")
     assert out.returncode == 4, out.stdout + out.stderr  # m3 unreachable
     runs = mini.runs()
     assert len(runs) == 1
