@@ -26,6 +26,7 @@ from pathlib import Path
 
 from offboard import jsonout, manifest, report, signing
 from offboard.evidence import EvidenceStore
+from offboard.helptext import add_command
 
 BAGIT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 # Run ids go into shell commands a reviewer pastes: only names a shell takes literally are bundled.
@@ -249,14 +250,7 @@ def bundle_digest(path: Path) -> str:
 
 # --- command ------------------------------------------------------------------------------------
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bundle",
-        help="a tar.gz of the evidence, report and VERIFY.md that standard tools check",
-        description="Pack CLIENT's report, every sealed run, manifests, signatures and allowed_signers "
-        "into a BagIt bag (RFC 8493) as a tar.gz, with VERIFY.md giving the exact sha256sum and "
-        "ssh-keygen commands; nobody needs offboard to check it.",
-        epilog="Exit codes: 0 written, 1 error, 2 usage.",
-    )
+    p = add_command(sub, "bundle")
     report.add_evidence_arguments(
         p,
         out=("FILE", "the tar.gz (default: reports/CLIENT/<name>.tar.gz)"),

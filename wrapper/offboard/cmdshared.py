@@ -13,8 +13,6 @@ from offboard.errors import UsageError
 from offboard.evidence import EvidenceStore
 from offboard.inventory import InventoryError
 
-EXITS = "Exit codes: 0 done, 1 error (see message), 2 usage, 75 devices still pending (retry later)."
-
 
 def add_evidence_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from offboard import cmdshared, inventory, jsonout, ledger, psa, reach, runner, status, verify
 from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
 from offboard.evidence import EvidenceStore
+from offboard.helptext import add_command
 from offboard.inventory import ClientInventory, InventoryError
 from offboard.lock import Holder, LockHeld, RunLock
 from offboard.progress import write_table
@@ -24,14 +25,7 @@ _project, _store, _client_known = cmdshared.project, cmdshared.store, cmdshared.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "run",
-        help="run the offboarding phases against one client, keeping evidence",
-        description="Run offboard.yml through ansible-runner against CLIENT's inventory only, "
-        "with a preflight that sets offline hosts aside (they go on the pending list), live "
-        "progress, a summary table, and sealed evidence in <evidence>/CLIENT/<run-id>/.",
-        epilog=cmdshared.EXITS,
-    )
+    p = add_command(sub, "run")
     cmdshared.add_client(p)
     p.add_argument("--tags", default="", help="comma-separated phases or role names, e.g. agents")
     p.add_argument(
@@ -43,26 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     status.register(sub)
 
-    p = sub.add_parser(
-        "retry",
-        help="rerun only the hosts and phases still outstanding",
-        description="Rerun only the hosts with outstanding items, and only the phases they "
-        "miss. Meant for a scheduled CI job: exit 75 while devices are still pending.",
-        epilog=cmdshared.EXITS,
-    )
+    p = add_command(sub, "retry")
     cmdshared.add_client(p)
     p.add_argument("--preflight-timeout", type=float, default=reach.DEFAULT_TIMEOUT, metavar="SECONDS")
     p.set_defaults(func=cmd_retry)
 
     verify.register(sub)
 
-    p = sub.add_parser(
-        "preflight",
-        help="classify hosts: reachable / unreachable / auth_failed",
-        description="Probe every host of CLIENT in parallel with a short timeout (SSH, WinRM, "
-        "docker_api) and classify it. Changes nothing, keeps no evidence.",
-        epilog="Exit codes: 0 all reachable, 1 some auth failed, 2 usage, 75 some unreachable.",
-    )
+    p = add_command(sub, "preflight")
     cmdshared.add_client(p)
     p.add_argument("--limit", default=None, help="narrow to some of the client's hosts (ansible pattern)")
     p.add_argument("--timeout", type=float, default=reach.DEFAULT_TIMEOUT, metavar="SECONDS")

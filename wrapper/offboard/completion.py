@@ -11,18 +11,13 @@ import argparse
 
 from offboard import jsonout
 from offboard.errors import EXIT_OK
+from offboard.helptext import add_command
 
 SHELLS = ("bash", "zsh")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "completion",
-        help="print a shell completion script (bash or zsh)",
-        description='Print the completion script for SHELL. bash: eval "$(offboard completion bash)" in '
-        "~/.bashrc; zsh: save it as _offboard in a folder of $fpath.",
-        epilog="Exit codes: 0 printed, 2 usage.",
-    )
+    p = add_command(sub, "completion")
     p.add_argument("shell", metavar="SHELL", choices=SHELLS, help="bash or zsh")
     jsonout.add_flag(p)
     p.set_defaults(func=cmd_completion)

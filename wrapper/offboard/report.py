@@ -24,6 +24,7 @@ from typing import Any
 
 from offboard import jsonout
 from offboard.evidence import EvidenceStore
+from offboard.helptext import add_command
 from offboard.report_data import (
     CertLine,
     Device,
@@ -110,15 +111,7 @@ def write_report(data: ReportData, out_dir: Path, pdf: bool = True) -> tuple[Pat
 
 # --- command ------------------------------------------------------------------------------------
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report",
-        help="a reviewer's report: HTML and PDF, a certificate of removal per device",
-        description="Write CLIENT's evidence report as one self-contained HTML file and a PDF of it: "
-        "summary per phase and checklist step, outstanding work, a certificate of removal per device "
-        "(each line with the sha256 of its evidence record), and how to verify without this tool.",
-        epilog="Exit codes: 0 written and the evidence is intact, 1 written but the evidence check found "
-        "problems (they are in the report) or the PDF failed, 2 usage.",
-    )
+    p = add_command(sub, "report")
     add_evidence_arguments(
         p,
         out=("DIR", "output folder (default: reports/CLIENT/)"),

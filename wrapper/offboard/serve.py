@@ -22,6 +22,7 @@ from typing import Any
 from offboard import checklist, jsonout, notify, paths, psa
 from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, UsageError
 from offboard.evidence import EvidenceStore
+from offboard.helptext import add_command
 
 log = logging.getLogger("offboard.serve")
 DEFAULT_PORT = 8765
@@ -266,15 +267,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="receive PSA webhooks: a client's status change to offboarding starts its plan",
-        description="HTTP receiver for PSA webhooks (POST /psa/<name>: connectwise, halopsa, or your own "
-        "PSA file). Authenticates every call, ignores replayed deliveries, maps the PSA's company id to the "
-        "client whose inventory names it (offboard_psa), and on a status change to the offboarding value "
-        "runs `offboard start` once and sends the kick-off notices. See docs/psa.md.",
-        epilog="Exit codes: 0 stopped, 2 usage (bad PSA file, port in use).",
-    )
+    p = add_command(sub, "serve")
     _add_store_and_psa_files(p)
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
@@ -287,13 +280,7 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_psa_sync(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "psa-sync",
-        help="post completed steps to the client's PSA record (also done by attest and remind)",
-        description="For every step done and not yet confirmed by the PSA: post a note to the PSA's REST API "
-        "(retried with backoff) and record the call as evidence (kind psa_update).",
-        epilog="Exit codes: 0 posted or nothing to post, 1 a post failed (retried next time), 2 usage.",
-    )
+    p = add_command(sub, "psa-sync")
     p.add_argument("client", metavar="CLIENT")
     _add_store_and_psa_files(p)
     p.set_defaults(func=cmd_psa_sync)

@@ -12,6 +12,7 @@ import sys
 from offboard import cmdshared, jsonout, ledger
 from offboard.errors import EXIT_OK, UsageError
 from offboard.evidence import EvidenceStore, active_runs
+from offboard.helptext import add_command
 from offboard.progress import write_table
 
 _ITEM_KEYS = ("host", "phase", "component", "item", "state", "at", "run_id", "reason")
@@ -20,15 +21,7 @@ _DONE = (ledger.REMOVED, ledger.ABSENT)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "status",
-        help="the ledger: per host done / pending / failed, and every item not done",
-        description="Fold every run's evidence records of CLIENT into the ledger (removed, absent, failed, "
-        "unreachable, pending) and print one summary row per host, every item that is not done, and the "
-        "pending list. --items prints every item. With --all: every client, per phase done/pending/failed "
-        "device counts and the oldest pending item.",
-        epilog=cmdshared.EXITS,
-    )
+    p = add_command(sub, "status")
     p.add_argument("client", metavar="CLIENT", nargs="?", help="client name (omit with --all)")
     cmdshared.add_evidence_dir(p)
     p.add_argument("--all", action="store_true", help="every client of the store and the inventories")

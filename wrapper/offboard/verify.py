@@ -10,17 +10,11 @@ from offboard import cmdshared, jsonout, manifest, signing
 from offboard.errors import EXIT_ERROR, EXIT_OK
 from offboard.evidence import EvidenceStore, active_runs
 from offboard.fsutil import is_link
+from offboard.helptext import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "verify",
-        help="re-hash the evidence and check the chain of manifests",
-        description="Re-hash every file of every run of CLIENT against its manifest and walk "
-        "the chain of manifests from HEAD; name every altered, added or missing file and "
-        "every deleted or stray run. See docs/evidence.md to do the same with sha256sum.",
-        epilog="Exit codes: 0 intact, 1 problems found, 2 usage.",
-    )
+    p = add_command(sub, "verify")
     cmdshared.add_client(p)
     p.add_argument(
         "--allowed-signers",

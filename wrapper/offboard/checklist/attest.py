@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from offboard import jsonout, manifest, psa
+from offboard import manifest, psa
 from offboard import plan as planlib
 from offboard.checklist.client import find_person
 from offboard.checklist.history import CHECKLIST_LOCK, write_run
-from offboard.checklist.options import add_common, console
+from offboard.checklist.options import add_command, console, finish
 from offboard.checklist.state import load_context, step_states
 from offboard.errors import EXIT_ERROR, EXIT_OK, UsageError
 from offboard.evidence import operator
@@ -99,30 +99,24 @@ def attest(
 
 
 def cmd_attest(args: argparse.Namespace) -> int:
-    code, fields = attest(
-        args.client,
-        args.step,
-        args.by,
-        note=args.note or "",
-        attach=args.attach,
-        evidence_dir=args.evidence_dir,
-        out=console(args),
+    return finish(
+        args,
+        "attest",
+        attest(
+            args.client,
+            args.step,
+            args.by,
+            note=args.note or "",
+            attach=args.attach,
+            evidence_dir=args.evidence_dir,
+            out=console(args),
+        ),
     )
-    return jsonout.emit("attest", code, fields) if args.json else code
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "attest",
-        help="record that a manual step is done: who, when, note, attached files",
-        description="A named person attests STEP done. The attestation (UTC time, note, sha256 of every "
-        "attached file, the files themselves) becomes evidence in the manifest chain. Refused when the "
-        "run evidence contradicts it (e.g. a device still pending for an automated step).",
-        epilog="Exit codes: 0 recorded, 1 refused (evidence contradicts), 2 usage.",
-    )
-    add_common(p)
+    p = add_command(sub, "attest", cmd_attest)
     p.add_argument("step", metavar="STEP", help="step id, e.g. 1.1 (see `offboard plan CLIENT`)")
     p.add_argument("--by", required=True, metavar="NAME", help="the person attesting (name or e-mail)")
     p.add_argument("--note", default="", help="what was done, where the proof is")
     p.add_argument("--attach", type=Path, action="append", metavar="FILE", help="file to keep (repeatable)")
-    p.set_defaults(func=cmd_attest)

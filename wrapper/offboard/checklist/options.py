@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from offboard import jsonout
+from offboard import helptext, jsonout
 from offboard.checklist.client import DATE_KEYS
 
 
@@ -42,3 +43,26 @@ def date_overrides(args: argparse.Namespace) -> dict[str, str | None]:
 def console(args: argparse.Namespace) -> TextIO:
     """Human output: stdout, or stderr when stdout carries the --json document."""
     return sys.stderr if getattr(args, "json", False) else sys.stdout
+
+
+def add_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    client: str = "CLIENT",
+    dates: bool = False,
+) -> argparse.ArgumentParser:
+    """One checklist command's parser: its texts (commands.yml), the common arguments (and the date
+    overrides), `func`."""
+    parser = helptext.add_command(sub, name, func)
+    add_common(parser, client=client)
+    if dates:
+        add_dates(parser)
+    return parser
+
+
+def finish(args: argparse.Namespace, name: str, outcome: tuple[int, Mapping[str, Any]]) -> int:
+    """A command's exit code, after its --json document when asked for."""
+    code, fields = outcome
+    return jsonout.emit(name, code, fields) if args.json else code

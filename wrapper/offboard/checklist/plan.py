@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from offboard import jsonout
-from offboard.checklist.options import add_common, console
+from offboard.checklist.options import add_command, console
 from offboard.checklist.state import Context, StepState, load_context, step_states
 from offboard.errors import EXIT_OK, EXIT_PENDING
 from offboard.progress import table
-
-EXITS = "Exit codes: 0 every step done, 1 error, 2 usage, 75 steps still open."
 
 
 def plan_fields(ctx: Context, states: list[StepState]) -> dict[str, Any]:
@@ -73,13 +71,4 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "plan",
-        help="the client's checklist: step, owner, due, status, evidence",
-        description="Every step of the client's plan with its owner, due date, status (done, open, due "
-        "today, overdue) and the evidence that completes it: run evidence (ledger) for automated steps, "
-        "attestations for manual ones.",
-        epilog=EXITS,
-    )
-    add_common(p)
-    p.set_defaults(func=cmd_plan)
+    add_command(sub, "plan", cmd_plan)

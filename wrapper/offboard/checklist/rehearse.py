@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from offboard import jsonout, ledger, notify
+from offboard import ledger, notify
 from offboard import plan as planlib
 from offboard.checklist.client import ClientVars, load_client_vars, project
 from offboard.checklist.history import History
 from offboard.checklist.notices import notices, what
-from offboard.checklist.options import add_common, add_dates, console, date_overrides
+from offboard.checklist.options import add_command, console, date_overrides, finish
 from offboard.checklist.start import build_plan, plan_gaps
 from offboard.checklist.state import Context, step_states
 from offboard.errors import EXIT_ERROR, EXIT_OK
@@ -132,28 +132,21 @@ def rehearse(
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
-    code, fields = rehearse(
-        args.client,
-        dates=date_overrides(args),
-        run_phases=not args.skip_run,
-        preflight_timeout=args.preflight_timeout,
-        evidence_dir=args.evidence_dir,
-        out=console(args),
+    return finish(
+        args,
+        "rehearse",
+        rehearse(
+            args.client,
+            dates=date_overrides(args),
+            run_phases=not args.skip_run,
+            preflight_timeout=args.preflight_timeout,
+            evidence_dir=args.evidence_dir,
+            out=console(args),
+        ),
     )
-    return jsonout.emit("rehearse", code, fields) if args.json else code
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "rehearse",
-        help="mock offboarding: plan, check-mode run of every phase, dry-run notices, missing inputs",
-        description="Build the plan without recording it, run every phase in check mode (changes nothing "
-        "on any machine; the rehearsal run is kept as evidence but never counts as done), print the "
-        "notifications that would be sent, and list the missing inputs.",
-        epilog="Exit codes: 0 ready, 1 missing inputs or errors, 2 usage, 75 devices unreachable.",
-    )
-    add_common(p)
-    add_dates(p)
+    p = add_command(sub, "rehearse", cmd_rehearse, dates=True)
     p.add_argument("--skip-run", action="store_true", help="do not run the phases in check mode")
     p.add_argument("--preflight-timeout", type=float, default=5.0, metavar="SECONDS")
-    p.set_defaults(func=cmd_rehearse)

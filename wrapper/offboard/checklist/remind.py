@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from offboard import jsonout, notify, psa
+from offboard import notify, psa
 from offboard import plan as planlib
 from offboard.checklist.client import load_client_vars, project
 from offboard.checklist.history import CHECKLIST_LOCK, read_history, store, write_run
 from offboard.checklist.notices import already_sent, notices, what
-from offboard.checklist.options import add_common, console
+from offboard.checklist.options import add_command, console, finish
 from offboard.checklist.state import load_context, step_states
 from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_PENDING, UsageError
 from offboard.fsutil import locked
@@ -124,23 +124,20 @@ def remind(
 
 
 def cmd_remind(args: argparse.Namespace) -> int:
-    code, fields = remind(
-        args.client, every=args.all, evidence_dir=args.evidence_dir, dry_run=args.dry_run, out=console(args)
+    return finish(
+        args,
+        "remind",
+        remind(
+            args.client,
+            every=args.all,
+            evidence_dir=args.evidence_dir,
+            dry_run=args.dry_run,
+            out=console(args),
+        ),
     )
-    return jsonout.emit("remind", code, fields) if args.json else code
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "remind",
-        help="send reminders for overdue steps, escalate after 3 days (run daily)",
-        description="For every open step past its due date: a reminder to its assignee; three days "
-        "overdue, their manager too. Also the kick-off notice (step 1.2) to everyone assigned. At most one "
-        "message per step, person and day; every message sent is evidence. E-mail via "
-        "OFFBOARD_SMTP_HOST/PORT/FROM, webhook via OFFBOARD_WEBHOOK_URL (or offboard_notify).",
-        epilog="Exit codes: 0 nothing overdue, 1 a delivery failed, 2 usage, 75 steps overdue.",
-    )
-    add_common(p, client="CLIENT?")
+    p = add_command(sub, "remind", cmd_remind, client="CLIENT?")
     p.add_argument("--all", action="store_true", help="every client with a plan in the evidence store")
     p.add_argument("--dry-run", action="store_true", help="print what would be sent; send and record nothing")
-    p.set_defaults(func=cmd_remind)

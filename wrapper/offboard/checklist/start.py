@@ -11,12 +11,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from offboard import jsonout
 from offboard import plan as planlib
 from offboard.checklist import plan as plancmd
 from offboard.checklist.client import ClientVars, load_client_vars, project
 from offboard.checklist.history import CHECKLIST_LOCK, read_history, store, write_run
-from offboard.checklist.options import add_common, add_dates, console, date_overrides
+from offboard.checklist.options import add_command, console, date_overrides, finish
 from offboard.errors import EXIT_ERROR, UsageError
 from offboard.evidence import operator
 from offboard.fsutil import locked
@@ -147,26 +146,19 @@ def start(
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    code, fields = start(
-        args.client,
-        evidence_dir=args.evidence_dir,
-        dates=date_overrides(args),
-        replan=args.replan,
-        out=console(args),
+    return finish(
+        args,
+        "start",
+        start(
+            args.client,
+            evidence_dir=args.evidence_dir,
+            dates=date_overrides(args),
+            replan=args.replan,
+            out=console(args),
+        ),
     )
-    return jsonout.emit("start", code, fields) if args.json else code
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "start",
-        help="create the client's offboarding plan: every step, owner and due date",
-        description="Set the client's status to offboarding: create the plan at once (every step of the "
-        "process assigned to a person of offboard_team, due dates from offboard_dates, compressed to end "
-        "by the contract end) and record it in the client's evidence. $OFFBOARD_NOW fixes the clock.",
-        epilog="Exit codes: 0/75 plan created (75: steps open), 1 a plan exists already, 2 usage.",
-    )
-    add_common(p)
-    add_dates(p)
+    p = add_command(sub, "start", cmd_start, dates=True)
     p.add_argument("--replan", action="store_true", help="record a new plan even if one exists")
-    p.set_defaults(func=cmd_start)
