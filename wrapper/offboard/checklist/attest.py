@@ -12,7 +12,7 @@ from offboard import manifest, psa
 from offboard import plan as planlib
 from offboard.checklist.client import find_person
 from offboard.checklist.history import CHECKLIST_LOCK, write_run
-from offboard.checklist.options import add_command, console, finish
+from offboard.checklist.options import add_command, finish
 from offboard.checklist.state import load_context, step_states
 from offboard.errors import EXIT_ERROR, EXIT_OK, UsageError
 from offboard.evidence import operator
@@ -99,19 +99,7 @@ def attest(
 
 
 def cmd_attest(args: argparse.Namespace) -> int:
-    return finish(
-        args,
-        "attest",
-        attest(
-            args.client,
-            args.step,
-            args.by,
-            note=args.note or "",
-            attach=args.attach,
-            evidence_dir=args.evidence_dir,
-            out=console(args),
-        ),
-    )
+    return finish(args, attest, args.step, args.by, note=args.note or "", attach=args.attach)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

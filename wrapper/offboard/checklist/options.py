@@ -62,7 +62,11 @@ def add_command(
     return parser
 
 
-def finish(args: argparse.Namespace, name: str, outcome: tuple[int, Mapping[str, Any]]) -> int:
-    """A command's exit code, after its --json document when asked for."""
-    code, fields = outcome
-    return jsonout.emit(name, code, fields) if args.json else code
+def finish(
+    args: argparse.Namespace, command: Callable[..., tuple[int, Mapping[str, Any]]], *extra: Any, **kw: Any
+) -> int:
+    """Run a checklist command's typed function with the arguments every one takes (CLIENT, the evidence
+    folder, where human output goes) plus its own, and return its exit code after its --json document
+    when asked for."""
+    code, fields = command(args.client, *extra, evidence_dir=args.evidence_dir, out=console(args), **kw)
+    return jsonout.emit(args.command, code, fields) if args.json else code

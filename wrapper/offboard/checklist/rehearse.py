@@ -14,7 +14,7 @@ from offboard import plan as planlib
 from offboard.checklist.client import ClientVars, load_client_vars, project
 from offboard.checklist.history import History
 from offboard.checklist.notices import notices, what
-from offboard.checklist.options import add_command, console, date_overrides, finish
+from offboard.checklist.options import add_command, date_overrides, finish
 from offboard.checklist.start import build_plan, plan_gaps
 from offboard.checklist.state import Context, step_states
 from offboard.errors import EXIT_ERROR, EXIT_OK
@@ -134,15 +134,10 @@ def rehearse(
 def cmd_rehearse(args: argparse.Namespace) -> int:
     return finish(
         args,
-        "rehearse",
-        rehearse(
-            args.client,
-            dates=date_overrides(args),
-            run_phases=not args.skip_run,
-            preflight_timeout=args.preflight_timeout,
-            evidence_dir=args.evidence_dir,
-            out=console(args),
-        ),
+        rehearse,
+        dates=date_overrides(args),
+        run_phases=not args.skip_run,
+        preflight_timeout=args.preflight_timeout,
     )
 
 

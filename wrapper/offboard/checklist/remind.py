@@ -12,7 +12,7 @@ from offboard import plan as planlib
 from offboard.checklist.client import load_client_vars, project
 from offboard.checklist.history import CHECKLIST_LOCK, read_history, store, write_run
 from offboard.checklist.notices import already_sent, notices, what
-from offboard.checklist.options import add_command, console, finish
+from offboard.checklist.options import add_command, finish
 from offboard.checklist.state import load_context, step_states
 from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_PENDING, UsageError
 from offboard.fsutil import locked
@@ -124,17 +124,7 @@ def remind(
 
 
 def cmd_remind(args: argparse.Namespace) -> int:
-    return finish(
-        args,
-        "remind",
-        remind(
-            args.client,
-            every=args.all,
-            evidence_dir=args.evidence_dir,
-            dry_run=args.dry_run,
-            out=console(args),
-        ),
-    )
+    return finish(args, remind, every=args.all, dry_run=args.dry_run)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

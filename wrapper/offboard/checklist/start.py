@@ -15,7 +15,7 @@ from offboard import plan as planlib
 from offboard.checklist import plan as plancmd
 from offboard.checklist.client import ClientVars, load_client_vars, project
 from offboard.checklist.history import CHECKLIST_LOCK, read_history, store, write_run
-from offboard.checklist.options import add_command, console, date_overrides, finish
+from offboard.checklist.options import add_command, date_overrides, finish
 from offboard.errors import EXIT_ERROR, UsageError
 from offboard.evidence import operator
 from offboard.fsutil import locked
@@ -146,17 +146,7 @@ def start(
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    return finish(
-        args,
-        "start",
-        start(
-            args.client,
-            evidence_dir=args.evidence_dir,
-            dates=date_overrides(args),
-            replan=args.replan,
-            out=console(args),
-        ),
-    )
+    return finish(args, start, dates=date_overrides(args), replan=args.replan)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
