@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -50,6 +51,30 @@ def as_collection(project: Path) -> None:
     link = project / "collections" / "ansible_collections" / "offboard" / "msp"
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(os.path.relpath(project, link.parent), target_is_directory=True)
+
+
+# What a throw-away project needs to record evidence as the repository does (paths under plugins/).
+EVIDENCE_PLUGINS = (
+    "action/offboard_record.py",
+    "callback/offboard_evidence.py",
+    "callback/offboard_preload.py",
+    "vars/client_dirs.py",
+    "module_utils/offboard_guard.py",
+    "module_utils/offboard_vocabulary.py",
+)
+
+
+def evidence_project(project: Path, *plugins: str, dirs: tuple[str, ...] = ()) -> Path:
+    """Make `project` a throw-away offboard project: the repository's ansible.cfg, the collection link, the
+    evidence plugins (EVIDENCE_PLUGINS) plus `plugins`, and the folders `dirs`."""
+    for sub in dirs:
+        (project / sub).mkdir(parents=True, exist_ok=True)
+    for plugin in (*EVIDENCE_PLUGINS, *plugins):
+        (project / "plugins" / plugin).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "plugins" / plugin, project / "plugins" / plugin)
+    shutil.copy(ROOT / "ansible.cfg", project / "ansible.cfg")
+    as_collection(project)
+    return project
 
 
 def load_module(name: str, rel: str) -> types.ModuleType:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -15,22 +14,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
-
-
-def _load(name: str, path: Path) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.conftest import load_module
 
 # The module imports ansible.module_utils.offboard_paths: make the project's module_utils importable.
-_paths = _load("offboard_paths", ROOT / "plugins/module_utils/offboard_paths.py")
+_paths = load_module("offboard_paths", "plugins/module_utils/offboard_paths.py")
 sys.modules.setdefault("ansible.module_utils.offboard_paths", _paths)
-footprint = _load("agent_footprint_engine_test", ROOT / "plugins/modules/agent_footprint.py")
-engine = _load("offboard_agent_engine_test", ROOT / "plugins/action/offboard_agent_engine.py")
+footprint = load_module("agent_footprint_engine_test", "plugins/modules/agent_footprint.py")
+engine = load_module("offboard_agent_engine_test", "plugins/action/offboard_agent_engine.py")
 
 EMPTY = {k: [] for k in ("packages", "services", "processes", "paths", "startup", "kernel_modules")}
 DERIVED_LEFT = {

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT, as_collection, playbook
+from tests.conftest import BIN, evidence_project, playbook
 from tests.guarded_project import DATES, add_preflight
 
 SPEC = """argument_specs:
@@ -26,27 +25,9 @@ SPEC = """argument_specs:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    project = tmp_path / "project"
-    for sub in (
-        "plugins/action",
-        "plugins/callback",
-        "plugins/module_utils",
-        "plugins/vars",
-        "inventories/mini/group_vars",
-    ):
-        (project / sub).mkdir(parents=True)
-    shutil.copy(ROOT / "ansible.cfg", project / "ansible.cfg")
-    as_collection(project)
-    for plugin in (
-        "action/offboard_record.py",
-        "action/offboard_export.py",
-        "callback/offboard_evidence.py",
-        "callback/offboard_preload.py",
-        "module_utils/offboard_guard.py",
-        "module_utils/offboard_vocabulary.py",
-    ):
-        shutil.copy(ROOT / "plugins" / plugin, project / "plugins" / plugin)
-    shutil.copy(ROOT / "plugins/vars/client_dirs.py", project / "plugins/vars/")
+    project = evidence_project(
+        tmp_path / "project", "action/offboard_export.py", dirs=("inventories/mini/group_vars",)
+    )
     plays = []
     for phase, role in (("docs", "role_docs"), ("infra", "role_infra")):
         (project / f"roles/{role}/tasks").mkdir(parents=True)

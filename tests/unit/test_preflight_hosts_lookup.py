@@ -6,30 +6,19 @@ A play of an unselected phase would otherwise run its roles' argument validation
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from ansible import context
 from ansible.errors import AnsibleLookupError
 from ansible.module_utils.common.collections import ImmutableDict
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import load_module
 
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-LOOKUP = _load("preflight_hosts_lookup_under_test", ROOT / "plugins/lookup/offboard_preflight_hosts.py")
-GUARD = LOOKUP.load_guard()
+LOOKUP = load_module("preflight_hosts_lookup_under_test", "plugins/lookup/offboard_preflight_hosts.py")
+GUARD = LOOKUP.offboard_guard  # the guard module the lookup itself imported
 HOSTS = ["acme-srv01", "acme-ws01"]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 from offboard import cli
 
-from tests.conftest import as_collection, offboard_cli, plain_playbook, vaulted_canary_env
+from tests.conftest import evidence_project, offboard_cli, plain_playbook, vaulted_canary_env
 from tests.guarded_project import DATES, add_preflight
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,25 +65,10 @@ ROLE = (
 @pytest.fixture
 def mini(tmp_path, monkeypatch):
     """A throw-away project + evidence store; returns a helper namespace."""
-    project = tmp_path / "project"
-    for sub in (
-        "plugins/action",
-        "plugins/callback",
-        "plugins/module_utils",
-        "plugins/vars",
-        "playbooks",
-        "roles/fake_agent_removal/tasks",
-        "inventories/mini/group_vars/mini",
-    ):
-        (project / sub).mkdir(parents=True)
-    shutil.copy(REPO / "ansible.cfg", project / "ansible.cfg")
-    as_collection(project)
-    shutil.copy(REPO / "plugins/action/offboard_record.py", project / "plugins/action/")
-    shutil.copy(REPO / "plugins/callback/offboard_evidence.py", project / "plugins/callback/")
-    shutil.copy(REPO / "plugins/callback/offboard_preload.py", project / "plugins/callback/")
-    shutil.copy(REPO / "plugins/vars/client_dirs.py", project / "plugins/vars/")
-    for shared in ("offboard_guard.py", "offboard_vocabulary.py"):
-        shutil.copy(REPO / "plugins/module_utils" / shared, project / "plugins/module_utils/")
+    project = evidence_project(
+        tmp_path / "project",
+        dirs=("playbooks", "roles/fake_agent_removal/tasks", "inventories/mini/group_vars/mini"),
+    )
     (project / "offboard.yml").write_text(
         "- name: Phase 3 | agents\n  ansible.builtin.import_playbook: playbooks/agents.yml\n"
     )
