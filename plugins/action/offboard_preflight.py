@@ -41,10 +41,12 @@ options:
     elements: path
     required: true
   implemented_phases:
-    description: Phase tags that have roles; asking for another phase is refused.
+    description:
+      - Phase tags that have roles; asking for another phase is refused.
+      - Default, every phase of the record vocabulary (module_utils offboard_vocabulary PHASES).
     type: list
     elements: str
-    required: true
+    required: false
 """
 
 RETURN = r"""
@@ -509,7 +511,7 @@ class ActionModule(ActionBase):
             outcome = check(
                 task_vars or {},
                 list(args["catalog_dirs"]),
-                list(args["implemented_phases"]),
+                list(args.get("implemented_phases") or PHASES),
                 security_dir=args.get("security_catalog_dir"),
                 backup_dir=args.get("backup_catalog_dir"),
                 timeout=timeout,

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from offboard import cmdshared, inventory, jsonout, ledger, psa, reach, runner, status, verify
+from offboard import cmdshared, inventory, jsonout, ledger, psa, reach, run_summary, runner, status, verify
 from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
 from offboard.evidence import EvidenceStore
 from offboard.helptext import add_command
@@ -185,7 +185,7 @@ class _Session:
             print(refused, file=sys.stderr)
             return EXIT_USAGE
         print(file=self.out)
-        write_table(self.out, runner.summary_headers(result), runner.host_summary(result))
+        write_table(self.out, run_summary.summary_headers(result), run_summary.host_summary(result))
         print(
             f"\nrun {meta.run_id}: {meta.status}{' (check mode)' if meta.check_mode else ''}; "
             f"evidence in {result.run_dir}",
@@ -208,7 +208,7 @@ class _Session:
 
 def _run_doc(result: runner.RunResult) -> dict[str, Any]:
     """One run in a --json document: its id, folder, status and its hosts done / pending / failed."""
-    rows = runner.host_summary(result)
+    rows = run_summary.host_summary(result)
     hosts: dict[str, list[str]] = {"done": [], "pending": [], "failed": []}
     for host, outcome, *_ in rows:
         key = "done" if outcome == "ok" else "failed" if outcome in ("failed", "auth_failed") else "pending"
@@ -255,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_exit(result: runner.RunResult, store: EvidenceStore, client: str) -> int:
     meta = result.metadata
-    outcomes = {row[1] for row in runner.host_summary(result)}
+    outcomes = {row[1] for row in run_summary.host_summary(result)}
     if meta.check_mode:
         if outcomes & {"failed", "auth_failed"} or (meta.runner_rc not in (None, 0, 4)):
             return EXIT_ERROR
