@@ -27,6 +27,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.offboard.msp.plugins.action import offboard_record as _record
 from ansible_collections.offboard.msp.plugins.filter import agents as _scope
 from ansible_collections.offboard.msp.plugins.filter import agents_guards as _guards
+from ansible_collections.offboard.msp.plugins.module_utils.offboard_os_facts import os_facts
 
 DOCUMENTATION = r"""
 module: offboard_agent_engine
@@ -176,17 +177,9 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("offboard_agent_engine: 'component' is required")
         check_mode = bool(self._task.check_mode or task_vars.get("ansible_check_mode"))
 
-        facts = dict(task_vars.get("ansible_facts") or {})
-        if "os_family" not in facts:
-            setup = self._execute_module(
-                module_name="ansible.legacy.setup",
-                module_args={"gather_subset": ["!all", "!min", "distribution"]},
-                task_vars=task_vars,
-            )
-            if setup.get("unreachable") or setup.get("failed"):
-                return setup
-            facts.update(setup.get("ansible_facts") or {})
-            result["ansible_facts"] = setup.get("ansible_facts") or {}
+        facts, setup_failed = os_facts(self._execute_module, task_vars, result)
+        if setup_failed:
+            return setup_failed
         family = facts.get("os_family") or facts.get("ansible_os_family")
         os_key = "windows" if family == "Windows" else "macos" if family == "Darwin" else "linux"
         module_name = "win_agent_footprint" if os_key == "windows" else "agent_footprint"

@@ -22,6 +22,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible_collections.offboard.msp.plugins.action import offboard_record as _record
+from ansible_collections.offboard.msp.plugins.module_utils.offboard_os_facts import os_facts
 
 DOCUMENTATION = r"""
 module: offboard_scheduled_cleanup
@@ -146,17 +147,9 @@ class ActionModule(ActionBase):
                 f"offboard_scheduled_cleanup: unknown argument(s) {', '.join(sorted(unknown))}"
             )
         check_mode = bool(self._task.check_mode or task_vars.get("ansible_check_mode"))
-        facts = dict(task_vars.get("ansible_facts") or {})
-        if "os_family" not in facts:
-            setup = self._execute_module(
-                module_name="ansible.legacy.setup",
-                module_args={"gather_subset": ["!all", "!min", "distribution"]},
-                task_vars=task_vars,
-            )
-            if setup.get("unreachable") or setup.get("failed"):
-                return setup
-            result["ansible_facts"] = setup.get("ansible_facts") or {}
-            facts.update(result["ansible_facts"])
+        facts, setup_failed = os_facts(self._execute_module, task_vars, result)
+        if setup_failed:
+            return setup_failed
         if facts.get("os_family") == "Windows":
             result.update(changed=False, items=[], kept=[], left=[], results=[], os="windows")
             return result
