@@ -20,10 +20,6 @@ FILES = (
     "plugins/module_utils/offboard_guard.py",
     "plugins/module_utils/offboard_vocabulary.py",
     "playbooks/preflight.yml",
-    # The preflight asks each agent role where its catalog lives.
-    "roles/rmm_agent_removal/tasks/catalog.yml",
-    "roles/security_software_transition/tasks/catalog.yml",
-    "roles/backup_agent_removal/tasks/catalog.yml",
 )
 CATALOGS = (
     "roles/rmm_agent_removal/vars/catalog",
