@@ -20,9 +20,6 @@ from offboard.lock import Holder, LockHeld, RunLock
 from offboard.progress import write_table
 from offboard.records import utc_now
 
-# Older callers (report, bundle) import these names from here.
-_project, _store, _client_known = cmdshared.project, cmdshared.store, cmdshared.client_known
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "run")

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from offboard import jsonout
+from offboard import cmdshared, jsonout
 from offboard.evidence import EvidenceStore
 from offboard.helptext import add_command
 from offboard.report_data import (
@@ -123,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_evidence_arguments(p: argparse.ArgumentParser, out: tuple[str, str], no_pdf: str) -> None:
     """The arguments of a command that writes from a client's sealed evidence (report, bundle)."""
     p.add_argument("client", metavar="CLIENT", help="client name: a folder under inventories/")
-    p.add_argument("--evidence-dir", type=Path, metavar="DIR", help="evidence store root")
+    cmdshared.add_evidence_dir(p)
     p.add_argument("--out", type=Path, metavar=out[0], help=out[1])
     p.add_argument("--no-pdf", action="store_true", help=no_pdf)
     jsonout.add_flag(p)
@@ -145,12 +145,11 @@ def client_evidence(args: argparse.Namespace, what: str) -> tuple[Path, Evidence
 
     Raises UsageError for an unknown client or one without evidence ("nothing to <what>").
     """
-    from offboard.commands import _client_known, _project, _store
     from offboard.errors import UsageError
 
-    project = _project()
-    store = _store(args)
-    _client_known(args.client, project, store)
+    project = cmdshared.project()
+    store = cmdshared.store(args)
+    cmdshared.client_known(args.client, project, store)
     if not store.run_ids(args.client):
         raise UsageError(f"no evidence for client {args.client} in {store.root}: nothing to {what}")
     return project, store

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from offboard import checklist, jsonout, notify, paths, psa
+from offboard import checklist, cmdshared, jsonout, notify, paths, psa
 from offboard.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, UsageError
 from offboard.evidence import EvidenceStore
 from offboard.helptext import add_command
@@ -251,7 +251,7 @@ def cmd_psa_sync(args: argparse.Namespace) -> int:
 def _add_store_and_psa_files(p: argparse.ArgumentParser) -> None:
     """--json, --evidence-dir and --psa-config: what serve and psa-sync both take."""
     jsonout.add_flag(p)
-    p.add_argument("--evidence-dir", type=Path, metavar="DIR", help="evidence store root")
+    cmdshared.add_evidence_dir(p)
     p.add_argument(
         "--psa-config",
         type=Path,

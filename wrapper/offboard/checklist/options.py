@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from offboard import helptext, jsonout
+from offboard import cmdshared, helptext, jsonout
 from offboard.checklist.client import DATE_KEYS
+from offboard.cmdshared import console
 
 
 def add_common(parser: argparse.ArgumentParser, client: str = "CLIENT") -> None:
@@ -21,12 +20,7 @@ def add_common(parser: argparse.ArgumentParser, client: str = "CLIENT") -> None:
         nargs="?" if optional else None,
         help="client name (or --all)" if optional else "client name: a folder under inventories/",
     )
-    parser.add_argument(
-        "--evidence-dir",
-        type=Path,
-        metavar="DIR",
-        help="evidence store root (default: $OFFBOARD_EVIDENCE_DIR or <project>/evidence)",
-    )
+    cmdshared.add_evidence_dir(parser)
     jsonout.add_flag(parser)
 
 
@@ -38,11 +32,6 @@ def add_dates(parser: argparse.ArgumentParser) -> None:
 
 def date_overrides(args: argparse.Namespace) -> dict[str, str | None]:
     return {key: getattr(args, key, None) for key in DATE_KEYS}
-
-
-def console(args: argparse.Namespace) -> TextIO:
-    """Human output: stdout, or stderr when stdout carries the --json document."""
-    return sys.stderr if getattr(args, "json", False) else sys.stdout
 
 
 def add_command(
