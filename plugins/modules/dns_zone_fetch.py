@@ -201,8 +201,9 @@ def export(params: dict) -> dict:
         if params.get("tsig_key_name"):
             keyname = dns.name.from_text(params["tsig_key_name"])
             keyring = dns.tsigkeyring.from_text({params["tsig_key_name"]: params.get("tsig_secret") or ""})
-        try:
-            zone = transfer(
+
+        def fetch():  # the same transfer, once to export and once to verify what was written
+            return transfer(
                 zone_name,
                 params["server"],
                 params["port"],
@@ -211,6 +212,9 @@ def export(params: dict) -> dict:
                 keyname,
                 params["tsig_algorithm"],
             )
+
+        try:
+            zone = fetch()
         except Exception as exc:  # every failure becomes a record naming zone, server and reason
             return {**result, "error": f"zone {bare} from {where}: {describe_error(exc)}"}
     else:
@@ -252,17 +256,7 @@ def export(params: dict) -> dict:
         return {**result, "error": f"zone {bare}: the written export does not read back ({exc})"}
     try:
         if source == "axfr":
-            again = zone_records(
-                transfer(
-                    zone_name,
-                    params["server"],
-                    params["port"],
-                    params["timeout"],
-                    keyring,
-                    keyname,
-                    params["tsig_algorithm"],
-                )
-            )
+            again = zone_records(fetch())
         else:
             again = zone_records(zone_from_records(zone_name, params.get("verify_records") or []))
     except Exception as exc:
