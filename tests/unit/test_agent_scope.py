@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_module
 
-_spec = importlib.util.spec_from_file_location("agents_filter", ROOT / "plugins/filter/agents.py")
-agents = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(agents)
+agents = load_module("agents_filter", "plugins/filter/agents.py")
 
 
 @pytest.fixture(scope="module")

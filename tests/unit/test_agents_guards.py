@@ -3,16 +3,12 @@ code where tamper protection needs one); MSP-held backup data waits for the rete
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from tests.conftest import ROOT
+from tests.conftest import load_module
 
-_spec = importlib.util.spec_from_file_location("agents_guards", ROOT / "plugins/filter/agents_guards.py")
-guards = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(guards)
+guards = load_module("agents_guards", "plugins/filter/agents_guards.py")
 
 CONFIRMED = {
     "msp_products": ["sentinelone"],

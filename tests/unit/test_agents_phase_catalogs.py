@@ -3,7 +3,6 @@ fact sourced, the products the issue asks for present, and every entry usable by
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT, walk
+from tests.conftest import ROOT, load_module, walk
 
-_spec = importlib.util.spec_from_file_location("agents_filter", ROOT / "plugins/filter/agents.py")
-agents = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(agents)
+agents = load_module("agents_filter", "plugins/filter/agents.py")
 
 CATALOGS = {
     "security_software_transition": {

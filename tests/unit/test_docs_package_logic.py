@@ -3,15 +3,12 @@ an archive that verifies itself (and notices tampering or a missing device)."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import tarfile
 
-from tests.conftest import ROOT
+from tests.conftest import load_module
 
-_spec = importlib.util.spec_from_file_location("docs_pkg", ROOT / "plugins/action/offboard_docs_package.py")
-pkg = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pkg)
+pkg = load_module("docs_pkg", "plugins/action/offboard_docs_package.py")
 
 FACTS = {
     "hostname": "ws07",

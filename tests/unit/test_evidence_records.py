@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 from offboard import records
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import load_module
 
 
 def _action_plugin():
-    spec = importlib.util.spec_from_file_location(
-        "offboard_record", ROOT / "plugins/action/offboard_record.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("offboard_record", "plugins/action/offboard_record.py")
 
 
 def _args(**over):

@@ -3,14 +3,10 @@ test_preflight_ssh.py starts its own, no lab, no lock): accepted, refused, unrea
 
 from __future__ import annotations
 
-import importlib.util
-
-from tests.conftest import ROOT
+from tests.conftest import load_module
 from tests.integration.test_preflight_ssh import LOOPBACK, _free_port, sshd  # noqa: F401 (fixture)
 
-_spec = importlib.util.spec_from_file_location("login_probe", ROOT / "plugins/action/offboard_login_probe.py")
-probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe)
+probe = load_module("login_probe", "plugins/action/offboard_login_probe.py")
 
 
 def test_a_working_key_is_accepted_a_foreign_key_and_a_password_are_refused(sshd):  # noqa: F811

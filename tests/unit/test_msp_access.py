@@ -4,19 +4,14 @@ plugins/filter/access.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_module
 
-_spec = importlib.util.spec_from_file_location("local_access", ROOT / "plugins/modules/local_access.py")
-rules = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rules)
-_fspec = importlib.util.spec_from_file_location("access_filter", ROOT / "plugins/filter/access.py")
-flt = importlib.util.module_from_spec(_fspec)
-_fspec.loader.exec_module(flt)
+rules = load_module("local_access", "plugins/modules/local_access.py")
+flt = load_module("access_filter", "plugins/filter/access.py")
 
 MSP_PUB = (ROOT / "playbooks/lab/files/msp_tech_ed25519.pub").read_text().strip()
 MSP_FP = "SHA256:7MqGYYDEiIkUMnT1ofBXzqpcOTut+YkDtvREgjuZJdY"

@@ -4,17 +4,14 @@ an evidence folder are refused with a message saying what to do."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import stat
 
 import pytest
 from ansible.errors import AnsibleActionFail
 
-from tests.conftest import ROOT
+from tests.conftest import load_module
 
-_spec = importlib.util.spec_from_file_location("offboard_export", ROOT / "plugins/action/offboard_export.py")
-exp = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(exp)
+exp = load_module("offboard_export", "plugins/action/offboard_export.py")
 
 
 def test_export_written_owner_only_with_its_sha256(tmp_path, monkeypatch):

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import load_module
 
-_spec = importlib.util.spec_from_file_location(
-    "paths_policy", ROOT / "plugins/module_utils/offboard_paths.py"
-)
-policy = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(policy)
+policy = load_module("paths_policy", "plugins/module_utils/offboard_paths.py")
 
 REFUSED_PATHS = [
     "/",

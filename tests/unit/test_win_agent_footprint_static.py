@@ -12,7 +12,6 @@ scenario molecule/rmm_agent_removal_windows.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Callable
 from functools import cache
@@ -23,7 +22,7 @@ import tree_sitter_powershell
 import yaml
 from tree_sitter import Language, Node, Parser
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_module
 
 PS1 = ROOT / "plugins/modules/win_agent_footprint.ps1"
 DOC = ROOT / "plugins/modules/win_agent_footprint.py"
@@ -33,9 +32,7 @@ CATALOG_DIRS = (
     "roles/security_software_transition/vars/catalog",
 )
 
-_spec = importlib.util.spec_from_file_location("agents_filter", ROOT / "plugins/filter/agents.py")
-agents = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(agents)
+agents = load_module("agents_filter", "plugins/filter/agents.py")
 
 # PowerShell aliases that read well at a prompt and badly in a module (and differ between editions:
 # `sc` is Set-Content in Windows PowerShell, `curl`/`wget` vanish in PowerShell 7).
