@@ -19,12 +19,8 @@ FILES = (
     "plugins/module_utils/offboard_paths.py",
     "plugins/module_utils/offboard_guard.py",
     "plugins/module_utils/offboard_vocabulary.py",
+    "plugins/module_utils/offboard_products.py",
     "playbooks/preflight.yml",
-)
-CATALOGS = (
-    "roles/rmm_agent_removal/vars/catalog",
-    "roles/security_software_transition/vars/catalog",
-    "roles/backup_agent_removal/vars/catalog",
 )
 # Dates that pass the preflight whenever the test runs (a contract end in the past is refused).
 DATES = "offboard_dates: {start: '2026-11-02', contract_end: '2099-12-31', access_revocation: '2026-11-16'}\n"
@@ -35,8 +31,6 @@ def add_preflight(project: Path) -> None:
     for rel in FILES:
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, project / rel)
-    for rel in CATALOGS:
-        shutil.copytree(ROOT / rel, project / rel, dirs_exist_ok=True)
     playbook = project / "offboard.yml"
     head = "- name: Preflight\n  ansible.builtin.import_playbook: playbooks/preflight.yml\n"
     playbook.write_text(head + playbook.read_text())

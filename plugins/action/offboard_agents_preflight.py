@@ -1,12 +1,11 @@
 # Copyright: the offboard project contributors
 # Apache-2.0
-"""Action plugin: preflight checks of the agents phase's client variables beyond the RMM agents.
+"""The preflight's checks of the agents phase's terms: security, backup and footprint variables.
 
-Runs in the preflight play (after offboard_preflight has established that the run targets exactly one
-client), on the controller, before any host is touched: an unknown product id, an unreadable date, a
-relative backup path, a broken pattern or a system folder given as the MSP's script folder is refused
-with a message saying what to fix. The guards themselves (confirmed coverage, retention) are not errors:
-the roles record `refused` for them.
+Called by offboard_preflight (the guard, on the controller, before any host is touched), after it has
+checked the MSP's products against the catalogs: an unreadable date, a relative backup path, a broken
+pattern or a system folder given as the MSP's script folder is refused with a message saying what to fix.
+The guards themselves (confirmed coverage, retention) are not errors: the roles record `refused` for them.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.offboard.msp.plugins.module_utils import offboard_paths
@@ -25,9 +23,9 @@ from ansible_collections.offboard.msp.plugins.module_utils import offboard_paths
 DOCUMENTATION = r"""
 module: offboard_agents_preflight
 short_description: Refuse bad security, backup and footprint variables of a client before any change
-options:
-  security_catalog_dir: {description: Catalog of security_software_transition., type: path, required: true}
-  backup_catalog_dir: {description: Catalog folder of backup_agent_removal., type: path, required: true}
+description:
+  - A library of offboard_preflight, which calls it; as a task it checks the first play host's variables.
+options: {}
 """
 
 DISPOSITIONS = ("handover", "transfer", "delete")
@@ -36,31 +34,6 @@ WINDOWS_ABS = re.compile(r"^[A-Za-z]:[\\/]")
 
 class PreflightError(Exception):
     pass
-
-
-def _catalog_ids(folder: str) -> set[str]:
-    ids = set()
-    for name in os.listdir(folder):
-        if name.endswith(".yml") and name != "sources.yml":
-            with open(os.path.join(folder, name), encoding="utf-8") as fh:
-                ids |= set(yaml.safe_load(fh) or {})
-    return ids
-
-
-def _products(value: Any, where: str, known: set[str]) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise PreflightError(f"{where} must be a list of catalog ids")
-    out = []
-    for index, entry in enumerate(value):
-        product = entry.get("product") if isinstance(entry, Mapping) else entry
-        if product not in known:
-            raise PreflightError(
-                f"{where}[{index}]: unknown product {product!r}; known: {', '.join(sorted(known))}"
-            )
-        out.append(product)
-    return out
 
 
 def _date(value: Any, where: str) -> None:
@@ -76,13 +49,11 @@ def _absolute(path: Any) -> bool:
     return isinstance(path, str) and (path.startswith(("/", "\\\\")) or bool(WINDOWS_ABS.match(path)))
 
 
-def check(hostvars: Mapping[str, Any], security_dir: str, backup_dir: str) -> dict[str, Any]:
+def check(hostvars: Mapping[str, Any]) -> None:
+    """Refuse (PreflightError, saying what to fix) bad security, backup and footprint terms."""
     security = hostvars.get("offboard_security") or {}
     if not isinstance(security, Mapping):
         raise PreflightError("offboard_security must be a mapping (see inventories/example)")
-    sec = _products(
-        security.get("msp_products"), "offboard_security.msp_products", _catalog_ids(security_dir)
-    )
     _date(security.get("replacement_confirmed_on"), "offboard_security.replacement_confirmed_on")
     codes = hostvars.get("offboard_security_uninstall_codes") or {}
     if not isinstance(codes, Mapping):
@@ -90,7 +61,6 @@ def check(hostvars: Mapping[str, Any], security_dir: str, backup_dir: str) -> di
     terms = hostvars.get("offboard_backup_terms") or {}
     if not isinstance(terms, Mapping):
         raise PreflightError("offboard_backup_terms must be a mapping (see inventories/example)")
-    bak = _products(terms.get("msp_products"), "offboard_backup_terms.msp_products", _catalog_ids(backup_dir))
     if terms.get("data_disposition") not in (None, "", *DISPOSITIONS):
         raise PreflightError(
             f"offboard_backup_terms.data_disposition {terms['data_disposition']!r}: use one of "
@@ -137,13 +107,12 @@ def check(hostvars: Mapping[str, Any], security_dir: str, backup_dir: str) -> di
                 f"offboard_msp_footprint.script_dirs[{index}] {folder!r} {reason or 'has a wildcard'}: give "
                 "the MSP's own folder as an absolute path without wildcards (it is deleted whole)"
             )
-    return {"security_products": sec, "backup_products": bak}
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("security_catalog_dir", "backup_catalog_dir"))
+    _VALID_ARGS = frozenset()
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -151,11 +120,7 @@ class ActionModule(ActionBase):
         selected = list(task_vars.get("ansible_play_hosts_all") or [])
         hostvars = task_vars["hostvars"][selected[0]] if selected else {}
         try:
-            result.update(
-                check(
-                    hostvars, self._task.args["security_catalog_dir"], self._task.args["backup_catalog_dir"]
-                )
-            )
+            check(hostvars)
         except PreflightError as exc:
             raise AnsibleActionFail(f"REFUSED before any change: {exc}") from None
         result["changed"] = False

@@ -9,7 +9,6 @@ variables (dates, agent products); unknown or not-yet-implemented phase tags.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -21,11 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.offboard.msp.plugins.action import offboard_agents_preflight
 from ansible_collections.offboard.msp.plugins.filter import gpo as gpo_filter
-from ansible_collections.offboard.msp.plugins.module_utils import offboard_guard, offboard_paths
+from ansible_collections.offboard.msp.plugins.module_utils import (
+    offboard_guard,
+    offboard_paths,
+    offboard_products,
+)
 from ansible_collections.offboard.msp.plugins.module_utils.offboard_vocabulary import PHASES
 
 DOCUMENTATION = r"""
@@ -34,12 +38,9 @@ short_description: Refuse a run that does not target exactly one valid client
 description:
   - Checks the play's limit, the selected hosts' client, the client variables and the requested tags.
   - Runs on the controller only; supports check mode (it changes nothing in any mode).
+  - The agent roles (the roles of the project's agents play) are asked where their catalogs are; each declares
+    C(__<role>_catalog_dir) in its vars/main.yml. The catalogs' file names are the known product ids.
 options:
-  catalog_dirs:
-    description: Folders of agent catalog files; their file names are the known product ids.
-    type: list
-    elements: path
-    required: true
   implemented_phases:
     description:
       - Phase tags that have roles; asking for another phase is refused.
@@ -58,6 +59,7 @@ summary: {description: One line saying what the run is about to do, type: str, r
 CLIENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 OVERRIDE_KEYS = ("reason", "approved_by")
 AGENTS_VARS = (
+    offboard_products.NEW,
     "offboard_msp_agents",
     "offboard_security",
     "offboard_backup_terms",
@@ -135,44 +137,96 @@ def validate_dates(dates: Any) -> dict[str, dt.date]:
     return parsed
 
 
-def validate_agents(agents: Any, catalog: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Check offboard_msp_agents against the catalog; return the product ids."""
-    if agents is None:
-        return []
-    if not isinstance(agents, list):
-        raise PreflightError("offboard_msp_agents must be a list of {product: <id>, instances: [...]}")
+def validate_products(
+    hv: Mapping[str, Any], catalogs: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[str], list[str]]:
+    """The client's MSP products checked against the agent roles' catalogs: (product ids, warnings).
+
+    `catalogs` maps each agent role to its catalog (product id -> entry). offboard_msp_products holds
+    every product; the old inputs (offboard_products.LEGACY) are still read, each with a warning, and
+    only for their own role's products.
+    """
+    owner = {product: role for role, catalog in catalogs.items() for product in catalog}
+    known = ", ".join(sorted(owner)) or "none (no agent role with a catalog in this project)"
+    sources: list[tuple[str, Any, str | None, bool]] = [
+        (offboard_products.NEW, hv.get(offboard_products.NEW), None, False)
+    ]
+    for var, key, role in offboard_products.LEGACY:
+        sources.append(
+            (
+                offboard_products.legacy_name(var, key),
+                offboard_products.legacy_value(hv, var, key),
+                role,
+                bool(key),
+            )
+        )
     seen: list[str] = []
-    known = ", ".join(sorted(catalog))
-    for index, entry in enumerate(agents):
-        where = f"offboard_msp_agents[{index}]"
-        if not isinstance(entry, Mapping) or not entry.get("product"):
-            raise PreflightError(f"{where} must be a mapping with a 'product' key (one of: {known})")
-        product = str(entry["product"])
-        unknown = set(entry) - {"product", "instances"}
-        if unknown:
-            raise PreflightError(f"{where} has unknown key(s) {sorted(unknown)}: only product and instances")
-        if product not in catalog:
-            raise PreflightError(f"{where}: unknown product {product!r}; known products: {known}")
-        if product in seen:
-            raise PreflightError(f"{where}: product {product!r} is listed twice; merge the entries")
-        instanced = bool(catalog[product].get("instanced"))
-        instances = entry.get("instances")
-        if instanced:
-            if not isinstance(instances, list) or not instances:
+    warnings: list[str] = []
+    for name, value, role, names_allowed in sources:
+        if value is None:
+            continue
+        if role is not None:
+            var, _, key = name.partition(".")
+            warnings.append(offboard_products.legacy_warning(var, key or None))
+        if not isinstance(value, list):
+            raise PreflightError(f"{name} must be a list of {{product: <id>, instances: [...]}}")
+        for index, raw in enumerate(value):
+            where = f"{name}[{index}]"
+            item = offboard_products.entry(raw) if names_allowed else raw
+            if not isinstance(item, Mapping) or not item.get("product"):
+                raise PreflightError(f"{where} must be a mapping with a 'product' key (one of: {known})")
+            product = str(item["product"])
+            unknown = set(item) - set(offboard_products.ENTRY_KEYS)
+            if unknown:
                 raise PreflightError(
-                    f"{where}: {product} installs one agent per server instance; list the departing MSP's "
-                    "instance ids under 'instances' so that other instances (the client's, the next MSP's) "
-                    "are left alone"
+                    f"{where} has unknown key(s) {sorted(unknown)}: only product and instances"
                 )
-            for inst in instances:
-                if not isinstance(inst, str) or not _INSTANCE_RE.match(inst):
-                    raise PreflightError(
-                        f"{where}: instance id {inst!r} is not a plain id (letters, digits, .-_)"
-                    )
-        elif instances:
-            raise PreflightError(f"{where}: {product} has no per-instance agents; remove 'instances'")
-        seen.append(product)
-    return seen
+            if product not in owner:
+                raise PreflightError(f"{where}: unknown product {product!r}; known products: {known}")
+            if role is not None and owner[product] != role:
+                raise PreflightError(
+                    f"{where}: {product} is not a product of {role} ({owner[product]} removes it): "
+                    f"list it in {offboard_products.NEW}"
+                )
+            if product in seen:
+                raise PreflightError(f"{where}: product {product!r} is listed twice; merge the entries")
+            _check_instances(where, product, catalogs[owner[product]][product], item.get("instances"))
+            seen.append(product)
+    return seen, warnings
+
+
+def _check_instances(where: str, product: str, spec: Mapping[str, Any], instances: Any) -> None:
+    if spec.get("instanced"):
+        if not isinstance(instances, list) or not instances:
+            raise PreflightError(
+                f"{where}: {product} installs one agent per server instance; list the departing MSP's "
+                "instance ids under 'instances' so that other instances (the client's, the next MSP's) "
+                "are left alone"
+            )
+        for inst in instances:
+            if not isinstance(inst, str) or not _INSTANCE_RE.match(inst):
+                raise PreflightError(
+                    f"{where}: instance id {inst!r} is not a plain id (letters, digits, .-_)"
+                )
+    elif instances:
+        raise PreflightError(f"{where}: {product} has no per-instance agents; remove 'instances'")
+
+
+def agent_catalogs(
+    project: str, search: Iterable[str], roles: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Agent role -> its catalog, for the roles of the project's agents play that declare one.
+
+    Each role is found by name on the role search path, as Ansible finds it, and asked where its catalog
+    is (offboard_products.role_catalog_dir: its own vars/main.yml), so no path is written here.
+    """
+    catalogs: dict[str, dict[str, Any]] = {}
+    for role, phase in roles.items():
+        path = offboard_products.find_role(role, search) if phase == "agents" else None
+        folder = offboard_products.role_catalog_dir(role, path) if path else None
+        if folder:
+            catalogs[role] = load_catalog([folder])
+    return catalogs
 
 
 def validate_tags(
@@ -270,35 +324,39 @@ def phase_problems(hv: Mapping[str, Any], phases: list[str]) -> tuple[list[str],
 
 
 def agents_problems(
-    hv: Mapping[str, Any], catalog: Mapping[str, Any], security_dir: str | None, backup_dir: str | None
-) -> list[str]:
-    """Invalid agents-phase values of one host: catalog products, footprint, backup data, GPO patterns."""
+    hv: Mapping[str, Any], catalogs: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[str], list[str], list[str]]:
+    """One host's agents-phase values: (invalid values, the MSP's product ids, warnings).
+
+    Checked: the products against the agent roles' catalogs, the security and backup terms, the
+    footprint patterns and folders, the GPO patterns.
+    """
     bad: list[str] = []
+    products: list[str] = []
+    warnings: list[str] = []
     try:
-        validate_agents(hv.get("offboard_msp_agents"), catalog)
+        products, warnings = validate_products(hv, catalogs)
     except PreflightError as exc:
         bad.append(str(exc))
-    if security_dir and backup_dir:
-        try:
-            offboard_agents_preflight.check(hv, security_dir, backup_dir)
-        except offboard_agents_preflight.PreflightError as exc:
-            bad.append(str(exc))
+    try:
+        offboard_agents_preflight.check(hv)
+    except offboard_agents_preflight.PreflightError as exc:
+        bad.append(str(exc))
     gpo = hv.get("offboard_gpo")
     if gpo is not None:
         try:
             gpo_filter.offboard_gpo_check(gpo)
         except Exception as exc:  # AnsibleFilterError from the role's own check
             bad.append(str(exc))
-    return bad
+    return bad, products, warnings
 
 
 def check(
     task_vars: Mapping[str, Any],
-    catalog_dirs: list[str],
+    project: str,
     implemented: list[str],
     *,
-    security_dir: str | None = None,
-    backup_dir: str | None = None,
+    roles_path: Iterable[str] = (),
     today: dt.date | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
@@ -369,14 +427,16 @@ def check(
             "fix their offboard_client_id or move them into the client's inventory"
         )
     check_env(env, client)
-    roles_dir = os.path.normpath(os.path.join(catalog_dirs[0], "..", "..", ".."))
-    role_names = sorted(n for n in os.listdir(roles_dir) if os.path.isdir(os.path.join(roles_dir, n)))
+    search = [os.path.join(project, "roles"), *roles_path]
+    roles = role_phases(project)
+    role_names = sorted(
+        set(roles) | {n for n in _listdir(search[0]) if os.path.isdir(os.path.join(search[0], n))}
+    )
     tags = validate_tags(task_vars.get("ansible_run_tags") or ["all"], implemented, role_names)
-    roles = role_phases(os.path.dirname(roles_dir))
     # A phase counts when the project has a play for it (a trimmed project may have fewer).
     playable = [p for p in implemented if p in set(roles.values())] or list(implemented)
     phases = selected_phases(tags, task_vars.get("ansible_skip_tags") or [], playable, roles)
-    catalog = load_catalog(catalog_dirs)
+    catalogs = agent_catalogs(project, search, roles) if "agents" in phases else {}
 
     problems: dict[str, list[str]] = {}  # message -> hosts
     missing: dict[str, list[str]] = {}  # variable -> hosts
@@ -384,6 +444,7 @@ def check(
     first_dates: dict[str, dt.date] | None = None
     overrides: dict[str, str] = {}
     products: list[str] = []
+    warnings: list[str] = []
     for index, host in enumerate(selected):
         if time.monotonic() > deadline:
             raise PreflightError(_too_slow(timeout, index, len(selected)))
@@ -402,10 +463,10 @@ def check(
             lacking, invalid = phase_problems(values, phases)
             bad += invalid
             if "agents" in phases:
-                bad += agents_problems(values, catalog, security_dir, backup_dir)
-                if not products:
-                    with contextlib.suppress(PreflightError):
-                        products = validate_agents(values["offboard_msp_agents"], catalog)
+                invalid, found, warned = agents_problems(values, catalogs)
+                bad += invalid
+                products = products or found
+                warnings += [w for w in warned if w not in warnings]
             seen[key] = (lacking, bad)
         lacking, bad = seen[key]
         for name in lacking:
@@ -444,6 +505,7 @@ def check(
         "tags": tags,
         "check_mode": check_mode,
         "products": products,
+        "warnings": warnings,
         "contract_end_override": overrides,
         "summary": summary,
     }
@@ -468,6 +530,13 @@ def check_env(env: Mapping[str, str], client: str) -> None:
             )
 
 
+def _listdir(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
 def _hosts(hosts: list[str], total: int) -> str:
     if len(hosts) == total and total > 1:
         return f"all {total} hosts"
@@ -489,9 +558,7 @@ class _Overrun(Exception):
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(
-        ("catalog_dirs", "implemented_phases", "security_catalog_dir", "backup_catalog_dir")
-    )
+    _VALID_ARGS = frozenset(("implemented_phases",))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -510,10 +577,10 @@ class ActionModule(ActionBase):
         try:
             outcome = check(
                 task_vars or {},
-                list(args["catalog_dirs"]),
+                # The project: this task's playbook lies in its playbooks/ folder.
+                os.path.dirname(os.path.dirname(self._task.get_path().rpartition(":")[0])),
                 list(args.get("implemented_phases") or PHASES),
-                security_dir=args.get("security_catalog_dir"),
-                backup_dir=args.get("backup_catalog_dir"),
+                roles_path=C.DEFAULT_ROLES_PATH or (),
                 timeout=timeout,
             )
         except PreflightError as exc:

@@ -1,6 +1,6 @@
 # Copyright: the offboard project contributors
 # Apache-2.0
-"""Filter: turn the inventory's list of MSP products and the agent catalog into footprint items."""
+"""Filters: a role's share of the client's MSP products; those products and the catalog as footprint items."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.offboard.msp.plugins.module_utils import offboard_products
 
 _FACT_LISTS = ("packages", "services", "processes", "paths")
 _NAME_KEYS = ("name", "path", "label", "key", "pattern", "display_name")
@@ -34,6 +35,16 @@ def _substitute(value: Any, instance: str | None) -> Any:
     return value
 
 
+def products_in(entries: Any, catalog_dir: str, legacy: Any = None) -> list[Any]:
+    """The client's MSP products (offboard_msp_products) in this role's catalog, then the role's old input.
+
+    Used by each agent role's defaults, e.g. rmm_agent_removal_products (roles/*/defaults/main.yml).
+    """
+    if entries is not None and not isinstance(entries, list):
+        raise AnsibleFilterError("offboard_msp_products must be a list of {product: <id>, instances: [...]}")
+    return offboard_products.products_in(entries, str(catalog_dir), legacy)
+
+
 def agent_scope(
     products: Sequence[Mapping[str, Any]] | None,
     catalog: Mapping[str, Any],
@@ -47,8 +58,7 @@ def agent_scope(
     """
     items: list[dict[str, Any]] = []
     for entry in products or []:
-        if isinstance(entry, str):  # a bare product id, e.g. offboard_security.msp_products: [sentinelone]
-            entry = {"product": entry}
+        entry = offboard_products.entry(entry)  # a bare id (an old list of names) -> {product: id}
         product = entry.get("product") if isinstance(entry, Mapping) else None
         if product not in catalog:
             raise AnsibleFilterError(f"unknown product {product!r}: not in the agent catalog")
@@ -98,4 +108,4 @@ def agent_scope(
 
 class FilterModule:
     def filters(self):
-        return {"offboard_agent_scope": agent_scope}
+        return {"offboard_agent_scope": agent_scope, "offboard_products_in": products_in}

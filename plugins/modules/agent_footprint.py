@@ -56,7 +56,7 @@ author: offboard project
 EXAMPLES = r"""
 - name: Agents | discover | every product in scope, by evidence
   offboard.msp.agent_footprint:
-    items: "{{ offboard_msp_agents | offboard_agent_scope(catalog, 'linux') }}"
+    items: "{{ rmm_agent_removal_products | offboard.msp.offboard_agent_scope(catalog, 'linux') }}"
   register: found
 
 - name: Agents | remove | one product, in layers, re-probed

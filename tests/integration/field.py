@@ -359,7 +359,7 @@ def write_inventory(folder: Path, hosts: list[str]) -> Path:
     facts.update(
         offboard_client_id="field",
         offboard_client_name="Field Variants Ltd (test)",
-        offboard_msp_agents=[
+        offboard_msp_products=[
             {"product": "screenconnect", "instances": [MSP_SC]},
             {"product": "connectwise_automate"},
             {"product": "tactical_rmm"},

@@ -260,12 +260,9 @@ def test_guards_refuse_edr_without_confirmation_and_backup_data_before_retention
     overrides.write_text(
         json.dumps(
             {
-                "offboard_security": {
-                    "msp_products": ["sentinelone", "crowdstrike_falcon"],
-                    "replacement_coverage_confirmed": False,
-                },
+                # The products stay the lab's (offboard_msp_products); only the terms change.
+                "offboard_security": {"replacement_coverage_confirmed": False},
                 "offboard_backup_terms": {
-                    "msp_products": ["veeam_agent"],
                     "data_disposition": "delete",
                     "retention_until": "2099-12-31",
                     "msp_data": [{"path": "/var/backups/msp-veeam-repo", "hosts": ["lab-srv01"]}],

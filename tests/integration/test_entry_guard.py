@@ -77,7 +77,7 @@ AGENTS_PHASE_VARS = {
     "offboard_client_id",
     "offboard_client_name",
     "offboard_dates",
-    "offboard_msp_agents",
+    "offboard_msp_products",
     "offboard_security",
     "offboard_backup_terms",
     "offboard_msp_footprint",

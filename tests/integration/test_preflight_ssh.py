@@ -153,7 +153,7 @@ offboard_dates:
   start: "2026-11-02"
   contract_end: "2026-12-31"
   access_revocation: "2026-11-20"
-offboard_msp_agents: []
+offboard_msp_products: []
 """
     )
     return project

@@ -44,7 +44,7 @@ FOOTPRINT = {
     "path_patterns": ["/opt/msp-scripts/"],
     "script_dirs": ["/opt/msp-scripts", "C:\\MSP\\Scripts"],
 }
-BACKUP = {"msp_products": [], "retention_until": "2027-02-28", "msp_data": [{"path": "/var/backups/msp"}]}
+BACKUP = {"retention_until": "2027-02-28", "msp_data": [{"path": "/var/backups/msp"}]}
 
 
 class Listener:
@@ -131,7 +131,7 @@ def _client(project: Project, client: str, hosts: list[str]) -> None:
             {
                 "offboard_client_id": client,
                 "offboard_dates": DATES,
-                "offboard_msp_agents": [{"product": "ninjaone"}],
+                "offboard_msp_products": [{"product": "ninjaone"}],
                 "offboard_msp_access": ACCESS,
                 "offboard_msp_footprint": FOOTPRINT,
                 "offboard_backup_terms": BACKUP,
@@ -299,7 +299,7 @@ CASES = [
         "unknown-product",
         AGENTS,
         "unknown product 'ninjaon'",
-        setup=lambda p: p.update("acme", offboard_msp_agents=[{"product": "ninjaon"}]),
+        setup=lambda p: p.update("acme", offboard_msp_products=[{"product": "ninjaon"}]),
     ),
     # --- paths a role deletes -------------------------------------------------------------------------
     *[

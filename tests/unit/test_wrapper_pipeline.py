@@ -82,7 +82,7 @@ def mini(tmp_path, monkeypatch):
         f"  hosts:\n    m1: {{}}\n    m2: {{}}\n    {OFFLINE}\n"
     )
     (project / "inventories/mini/group_vars/mini/main.yml").write_text(
-        "offboard_client_id: mini\nfake_agents: [alpha, beta]\noffboard_msp_agents: []\n" + DATES
+        "offboard_client_id: mini\nfake_agents: [alpha, beta]\noffboard_msp_products: []\n" + DATES
     )
     add_preflight(project)
     evidence = tmp_path / "evidence"

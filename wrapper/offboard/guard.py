@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from offboard.inventory import ClientInventory, playbook_phases
-
-ROLE_CATALOGS = {
-    "catalog": "roles/rmm_agent_removal/vars/catalog",
-    "security": "roles/security_software_transition/vars/catalog",
-    "backup": "roles/backup_agent_removal/vars/catalog",
-}
 
 
 class _LazyHostVars(Mapping[str, Any]):
@@ -54,9 +48,17 @@ def _preflight_module(project: Path) -> Any:
 
 
 def validate(
-    inv: ClientInventory, project: Path, limit: str | None, tags: list[str], check: bool
+    inv: ClientInventory,
+    project: Path,
+    limit: str | None,
+    tags: list[str],
+    check: bool,
+    warn: Callable[[str], None] | None = None,
 ) -> str | None:
-    """The preflight's refusal for this run (what to fix), or None when it would pass."""
+    """The preflight's refusal for this run (what to fix), or None when it would pass.
+
+    What the preflight warns about (old client-variable names, still read) goes to `warn`.
+    """
     path = project / "plugins" / "action" / "offboard_preflight.py"
     if not path.is_file():
         return f"{path} is missing: the run cannot be validated, so it is not started"
@@ -90,18 +92,16 @@ def validate(
         "ansible_skip_tags": [],
         "ansible_check_mode": check,
     }
-    dirs = {key: project / rel for key, rel in ROLE_CATALOGS.items()}
     try:
-        module.check(
-            task_vars,
-            [str(dirs["catalog"])],
-            playbook_phases(project),
-            security_dir=str(dirs["security"]) if dirs["security"].is_dir() else None,
-            backup_dir=str(dirs["backup"]) if dirs["backup"].is_dir() else None,
-            env={"OFFBOARD_CLIENT": inv.client},
+        # The agent roles are asked where their catalogs are, as the playbook's preflight asks them.
+        outcome = module.check(
+            task_vars, str(project), playbook_phases(project), env={"OFFBOARD_CLIENT": inv.client}
         )
     except module.PreflightError as exc:
         return str(exc)
     except AnsibleError as exc:
         return f"a client variable cannot be evaluated: {exc}"
+    for message in outcome.get("warnings") or []:
+        if warn is not None:
+            warn(message)
     return None

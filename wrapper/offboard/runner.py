@@ -119,7 +119,14 @@ def execute(req: RunRequest, store: EvidenceStore, project: Path, out: TextIO = 
     recover(store, req.client, redact, out)
 
     # The playbook's guard first, in this process: a run it would refuse never probes a host.
-    refusal = guard.validate(req.inventory, project, req.user_limit, req.tags, req.check)
+    refusal = guard.validate(
+        req.inventory,
+        project,
+        req.user_limit,
+        req.tags,
+        req.check,
+        warn=lambda message: print(f"warning: {message}", file=out),
+    )
     if refusal is not None:
         return refuse(req, store, project, refusal, out)
 
