@@ -4,6 +4,8 @@ inventory written with the old names gives every role the same products as one w
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import yaml
@@ -103,3 +105,33 @@ def test_the_roles_defaults_give_the_same_products_for_old_and_new_inventories(t
     assert done.returncode == 0, done.stdout + done.stderr
     for host in hosts:
         assert json.loads((out / f"{host}.json").read_text()) == EXPECTED, host
+
+
+def test_a_lab_inventory_in_the_old_shape_still_passes_the_guard_with_a_warning_per_old_name(tmp_path: Path):
+    """The preflight play alone (it contacts no host): old names are read, named, and give the same scope."""
+    inv = tmp_path / "lab"
+    shutil.copytree(ROOT / "inventories" / "lab", inv)
+    path = inv / "group_vars" / "lab.yml"
+    facts = yaml.safe_load(path.read_text())
+    kinds = {role: products.catalog_ids(CATALOG[role]) for role in ROLES}
+    listed = facts.pop("offboard_msp_products")
+    facts["offboard_msp_agents"] = [e for e in listed if e["product"] in kinds["rmm_agent_removal"]]
+    facts["offboard_security"]["msp_products"] = [
+        e["product"] for e in listed if e["product"] in kinds["security_software_transition"]
+    ]
+    facts["offboard_backup_terms"]["msp_products"] = [
+        e["product"] for e in listed if e["product"] in kinds["backup_agent_removal"]
+    ]
+    path.write_text(yaml.safe_dump(facts))
+    env = ansible_env(OFFBOARD_EVIDENCE_DIR=str(tmp_path / "evidence"))
+    done = playbook("playbooks/preflight.yml", "-i", str(inv), "-l", "lab", "--tags", "agents", env=env)
+    out = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0, out[-3000:]
+    for old in (
+        "offboard_msp_agents",
+        "offboard_security.msp_products",
+        "offboard_backup_terms.msp_products",
+    ):
+        assert f"{old} is the old name of the MSP's products" in out, old
+    in_scope = re.search(r"MSP agents in scope: ([a-z0-9_, ]+)", out)
+    assert in_scope and set(in_scope.group(1).split(", ")) == {e["product"] for e in listed}
