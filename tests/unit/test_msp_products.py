@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT, ansible_env, load_module, playbook
+from tests.conftest import BIN, ROOT, ansible_env, load_module, playbook, run_tool
 
 products = load_module("offboard_products", "plugins/module_utils/offboard_products.py")
 
@@ -107,31 +107,56 @@ def test_the_roles_defaults_give_the_same_products_for_old_and_new_inventories(t
         assert json.loads((out / f"{host}.json").read_text()) == EXPECTED, host
 
 
-def test_a_lab_inventory_in_the_old_shape_still_passes_the_guard_with_a_warning_per_old_name(tmp_path: Path):
-    """The preflight play alone (it contacts no host): old names are read, named, and give the same scope."""
-    inv = tmp_path / "lab"
+def _old_shape_lab(inv: Path) -> set[str]:
+    """Copy the lab inventory to inv, its products written with the old names; returns the product ids."""
     shutil.copytree(ROOT / "inventories" / "lab", inv)
     path = inv / "group_vars" / "lab.yml"
     facts = yaml.safe_load(path.read_text())
     kinds = {role: products.catalog_ids(CATALOG[role]) for role in ROLES}
     listed = facts.pop("offboard_msp_products")
     facts["offboard_msp_agents"] = [e for e in listed if e["product"] in kinds["rmm_agent_removal"]]
-    facts["offboard_security"]["msp_products"] = [
-        e["product"] for e in listed if e["product"] in kinds["security_software_transition"]
-    ]
-    facts["offboard_backup_terms"]["msp_products"] = [
-        e["product"] for e in listed if e["product"] in kinds["backup_agent_removal"]
-    ]
+    for var, role in (
+        ("offboard_security", "security_software_transition"),
+        ("offboard_backup_terms", "backup_agent_removal"),
+    ):
+        facts[var]["msp_products"] = [e["product"] for e in listed if e["product"] in kinds[role]]
     path.write_text(yaml.safe_dump(facts))
+    return {e["product"] for e in listed}
+
+
+OLD_NAMES = ("offboard_msp_agents", "offboard_security.msp_products", "offboard_backup_terms.msp_products")
+
+
+def test_a_lab_inventory_in_the_old_shape_still_passes_the_guard_with_a_warning_per_old_name(tmp_path: Path):
+    """The preflight play alone (it contacts no host): old names are read, named, and give the same scope."""
+    inv = tmp_path / "lab"
+    listed = _old_shape_lab(inv)
     env = ansible_env(OFFBOARD_EVIDENCE_DIR=str(tmp_path / "evidence"))
     done = playbook("playbooks/preflight.yml", "-i", str(inv), "-l", "lab", "--tags", "agents", env=env)
     out = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 0, out[-3000:]
-    for old in (
-        "offboard_msp_agents",
-        "offboard_security.msp_products",
-        "offboard_backup_terms.msp_products",
-    ):
+    for old in OLD_NAMES:
         assert f"{old} is the old name of the MSP's products" in out, old
     in_scope = re.search(r"MSP agents in scope: ([a-z0-9_, ]+)", out)
-    assert in_scope and set(in_scope.group(1).split(", ")) == {e["product"] for e in listed}
+    assert in_scope and set(in_scope.group(1).split(", ")) == listed
+
+
+def test_the_wrappers_guard_passes_the_old_shape_and_hands_on_the_warnings(tmp_path: Path):
+    """`offboard run` checks before any host with the same preflight; its warnings reach the console."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("ansible.cfg", "collections", "playbooks", "plugins", "roles", "offboard.yml"):
+        (project / name).symlink_to(ROOT / name)
+    _old_shape_lab(project / "inventories" / "lab")
+    code = (
+        "import json, sys; from pathlib import Path; from offboard import guard, inventory; "
+        "p = Path(sys.argv[1]); w = []; "
+        "r = guard.validate(inventory.load('lab', p), p, None, ['agents'], True, warn=w.append); "
+        "print(json.dumps({'refusal': r, 'warnings': w}))"
+    )
+    env = ansible_env(PYTHONPATH=str(ROOT / "wrapper"))
+    done = run_tool([str(BIN / "python"), "-c", code, str(project)], cwd=project, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["refusal"] is None
+    assert [w.split(" ", 1)[0] for w in got["warnings"]] == list(OLD_NAMES)
