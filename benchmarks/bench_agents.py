@@ -201,6 +201,8 @@ def main() -> int:
     with open(LOCK, "w") as lock, tempfile.TemporaryDirectory(prefix="bench-agents-") as tmpdir:
         print("waiting for the lab lock ...", flush=True)
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # The CPU seconds per unit of work drift with the machine's load: say what it was.
+        load_start = os.getloadavg()
         tmp = Path(tmpdir)
         hosts = containers(args.hosts, tmp)
         try:
@@ -235,8 +237,10 @@ def main() -> int:
             if not args.keep:
                 for name in hosts:
                     subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+    load_end = os.getloadavg()
     print(
-        f"\n{args.hosts} hosts per transport, {args.reps} runs each (median), check mode, nothing to remove\n"
+        f"\n{args.hosts} hosts per transport, {args.reps} runs each (median), check mode, nothing to remove; "
+        f"load average (1 min) {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end\n"
     )
     print(
         "| transport | code | tasks executed / host | skipped / host | controller CPU s / host "

@@ -49,6 +49,29 @@ options:
     description: Seconds to wait after SIGTERM before SIGKILL.
     type: int
     default: 5
+  macos_items:
+    description:
+      - Product specs to use instead of O(items) when the host turns out to be macOS, so that a caller
+        that does not know the OS yet needs no fact gathering first (O(items) are then the Linux specs).
+    type: list
+    elements: dict
+  groups:
+    description:
+      - Sizes of consecutive slices of the items (of O(macos_items) on macOS) that are discovered each on
+        its own, as separate calls would (one catalog each; the host is read once). Default one slice.
+    type: list
+    elements: int
+  macos_groups:
+    description: O(groups) for O(macos_items).
+    type: list
+    elements: int
+  os_facts:
+    description:
+      - Also return C(ansible_facts.os_family) and C(ansible_facts.system), where they can be told exactly
+        as C(setup) would (macOS, and the Linux distributions in C(OS_FAMILY) by their os-release C(ID)).
+        Elsewhere no facts are returned and the caller gathers them.
+    type: bool
+    default: false
 supports_check_mode: true
 author: offboard project
 """
@@ -79,6 +102,14 @@ items:
     uninstaller: {description: the catalog uninstaller that would run (program and needs_secret), type: dict}
     refused: {description: paths refused by the protected-path check, type: list}
     removal: {description: with state=absent - attempts, method, remaining, verified_absent, type: dict}
+os:
+  description: the OS whose specs were used, C(linux) or C(macos)
+  returned: always
+  type: str
+ansible_facts:
+  description: with O(os_facts), C(os_family) and C(system) where they could be told (see O(os_facts))
+  returned: when known
+  type: dict
 """
 
 import contextlib
@@ -100,6 +131,57 @@ UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system"
 UNIT_KEYS = ("ExecStart", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecReload", "WorkingDirectory")
 LAUNCHD_DIRS = ("/Library/LaunchDaemons", "/Library/LaunchAgents")
 FOOTPRINT_KEYS = ("packages", "services", "processes", "paths", "startup", "kernel_modules")
+
+
+# os-release ID -> the os_family setup reports (ansible.module_utils.facts.system.distribution: its
+# distribution name for that ID, looked up in OS_FAMILY_MAP). Only IDs whose mapping is certain; any
+# other distribution gets no facts from here, and the caller runs setup.
+OS_FAMILY = {
+    "debian": "Debian",
+    "ubuntu": "Debian",
+    "raspbian": "Debian",
+    "devuan": "Debian",
+    "kali": "Debian",
+    "rhel": "RedHat",
+    "centos": "RedHat",
+    "fedora": "RedHat",
+    "rocky": "RedHat",
+    "almalinux": "RedHat",
+    "ol": "RedHat",
+    "amzn": "RedHat",
+    "sles": "Suse",
+    "sled": "Suse",
+    "opensuse-leap": "Suse",
+    "opensuse-tumbleweed": "Suse",
+    "arch": "Archlinux",
+    "manjaro": "Archlinux",
+    "alpine": "Alpine",
+    "gentoo": "Gentoo",
+}
+
+
+def os_release_id(path="/etc/os-release"):
+    """The ID= of os-release, lower-case and unquoted ('' when there is none)."""
+    for name in (path, "/usr/lib/os-release"):
+        try:
+            with open(name, encoding="utf-8") as handle:
+                for line in handle:
+                    if line.startswith("ID="):
+                        return line[3:].strip().strip("\"'").lower()
+        except OSError:
+            continue
+    return ""
+
+
+def host_os_facts(system=None, release_id=None):
+    """{'os_family', 'system'} as setup would report them, or {} where that is not certain."""
+    system = system or platform.system()
+    if system == "Darwin":
+        return {"os_family": "Darwin", "system": "Darwin"}
+    if system != "Linux":
+        return {}
+    family = OS_FAMILY.get(os_release_id() if release_id is None else release_id)
+    return {"os_family": family, "system": "Linux"} if family else {}
 
 
 def alive(pid):
@@ -408,9 +490,12 @@ def uninstaller_for(item):
     return None
 
 
-def discover(host, items, also=None):
-    """One probe round for all items: {key: footprint}. `also` adds names seen before (re-probe)."""
-    host.reset()
+def discover(host, items, also=None, reset=True):
+    """One probe round for all items: {key: footprint}. `also` adds names seen before (re-probe).
+
+    reset=False reuses what the previous round read of the host (only while nothing was changed since)."""
+    if reset:
+        host.reset()
     also = also or {}
     named_pkgs = {}
     named_units = {}
@@ -796,19 +881,41 @@ def main():
             "secrets": {"type": "dict", "default": {}, "no_log": True},
             "remove_leftovers": {"type": "bool", "default": True},
             "kill_timeout": {"type": "int", "default": 5},
+            "macos_items": {"type": "list", "elements": "dict"},
+            "groups": {"type": "list", "elements": "int"},
+            "macos_groups": {"type": "list", "elements": "int"},
+            "os_facts": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
+    macos = platform.system() == "Darwin"
     items = module.params["items"]
+    groups = module.params["groups"]
+    if macos and module.params["macos_items"] is not None:
+        items = module.params["macos_items"]
+        groups = module.params["macos_groups"]
     for item in items:
         if not isinstance(item, dict) or not item.get("key"):
             module.fail_json(msg=f"every item needs a 'key' (built by offboard_agent_scope); got {item!r}")
+    groups = list(groups or [len(items)])
+    if sum(groups) != len(items) or any(n < 0 for n in groups):
+        module.fail_json(msg=f"groups {groups} do not partition the {len(items)} items")
+    if module.params["state"] == "absent" and len(groups) > 1:
+        module.fail_json(msg="groups are for state=query (a removal handles one catalog's items)")
     host = Host(module)
-    found = discover(host, items)
+    # One round per group (what separate calls would find: keys and owners are per catalog), the host
+    # read once: nothing changes between the rounds of a query.
+    footprints = []
+    start = 0
+    for size in groups:
+        chunk = items[start : start + size]
+        found = discover(host, chunk, reset=start == 0)
+        footprints += [found[item["key"]] for item in chunk]
+        start += size
     results = []
     changed = False
-    for item in items:
-        fp = found[item["key"]]
+    for index, item in enumerate(items):
+        fp = footprints[index]
         result = {
             "key": item["key"],
             "product": item.get("product"),
@@ -833,7 +940,12 @@ def main():
                 result["removal"], refused = remove(module, host, item, fp)
                 result["refused"] = sorted(set(result["refused"]) | set(refused))
         results.append(result)
-    module.exit_json(changed=changed, items=results)
+    extra = {"os": "macos" if macos else "linux"}
+    if module.params["os_facts"]:
+        facts = host_os_facts()
+        if facts:
+            extra["ansible_facts"] = facts
+    module.exit_json(changed=changed, items=results, **extra)
 
 
 if __name__ == "__main__":

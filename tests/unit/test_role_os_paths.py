@@ -182,6 +182,13 @@ PLAYBOOK = """\
   vars:
     rmm_agent_removal_nsight_uninstall_code: "{secret}"
     rmm_agent_removal_fail_on_error: false
+  # The engine recognises a Windows host by its PowerShell connection (and then runs setup itself); a
+  # local connection plays the host here, so its facts come first, from the stand-in setup, as when an
+  # earlier role of the phase gathered them.
+  pre_tasks:
+    - name: Learn the OS from the stand-in setup
+      ansible.legacy.setup:
+        gather_subset: ['!all', '!min', distribution]
   roles:
     - role: rmm_agent_removal
   tasks:
