@@ -8,9 +8,9 @@ transports the lab has:
   - docker_api: N containers of the lab image, --network none (as the lab);
   - ssh: N containers with --network host and sshd on their own 127.0.13.x:2222 (as lab-srv03), reached
     with a throw-away key, ControlPersist and pipelining from ansible.cfg.
-Nothing is planted on them. The client inventory is the lab's group_vars (products, security, backup,
-scheduled tasks, GPO settings), so every agents role does its full discovery. Each tree (`--old`, default
-/work/main, and this checkout) runs with its own ansible.cfg, roles and plugins; records go to a temp
+Nothing is planted on them. The client inventory is each tree's own lab group_vars (products, security,
+backup, scheduled tasks, GPO settings), so every agents role does its full discovery. Each tree (`--old`,
+default /work/main, and this checkout) runs with its own ansible.cfg, roles and plugins; records go to a temp
 folder (the wrapper's mode of the evidence callback), so neither tree is written to.
 
     python benchmarks/bench_agents.py --hosts 3 --reps 2 [--old /work/main]
@@ -88,13 +88,15 @@ def containers(n: int, tmp: Path) -> dict[str, dict]:
     return hosts
 
 
-def inventory(tmp: Path, hosts: dict[str, dict], group: str) -> Path:
+def inventory(tmp: Path, hosts: dict[str, dict], group: str, tree: Path) -> Path:
+    """The bench client for one tree: the lab's client facts as that tree writes them (the input names
+    changed between versions, e.g. offboard_msp_agents -> offboard_msp_products; the facts are the same)."""
     client = tmp / "inventories" / "bench"
     (client / "group_vars").mkdir(parents=True, exist_ok=True)
     chosen = {h: v for h, v in hosts.items() if f"-{group}" in h}
     data = {"bench": {"vars": {"ansible_python_interpreter": "/usr/bin/python3"}, "hosts": chosen}}
     (client / "hosts.yml").write_text(yaml.safe_dump(data))
-    lab_vars = yaml.safe_load((REPO / "inventories/lab/group_vars/lab.yml").read_text())
+    lab_vars = yaml.safe_load((tree / "inventories/lab/group_vars/lab.yml").read_text())
     lab_vars.update(offboard_client_id="bench", offboard_client_name="Benchmark client")
     (client / "group_vars" / "bench.yml").write_text(yaml.safe_dump(lab_vars))
     return client
@@ -207,12 +209,15 @@ def main() -> int:
         hosts = containers(args.hosts, tmp)
         try:
             for transport in ("api", "ssh"):
-                inv = inventory(tmp / transport, hosts, transport)
+                inv = {
+                    label: inventory(tmp / transport / label, hosts, transport, tree)
+                    for label, tree in trees.items()
+                }
                 names = [h for h in hosts if f"-{transport}" in h]
                 results: dict[str, list[dict]] = {"old": [], "new": []}
                 for rep in range(args.reps):
                     for label in ("old", "new") if rep % 2 == 0 else ("new", "old"):
-                        res = one_run(trees[label], inv, names, tmp, f"{label}-{transport}")
+                        res = one_run(trees[label], inv[label], names, tmp, f"{label}-{transport}")
                         results[label].append(res)
                         shown = {k: v for k, v in res.items() if k != "tasks"}
                         print(f"  {transport} {label}: {json.dumps(shown)}", flush=True)
