@@ -225,7 +225,7 @@ def test_the_agent_roles_say_where_their_catalogs_are():
     catalogs = preflight.agent_catalogs(PROJECT, [str(ROOT / "roles")], roles)
     assert set(catalogs) == {"rmm_agent_removal", "security_software_transition", "backup_agent_removal"}
     # One product id names one product: no id is in two catalogs (the one list could not say whose it is).
-    ids = [pid for catalog in catalogs.values() for pid in catalog]
+    ids = [pid for folder in catalogs.values() for pid in preflight.offboard_products.catalog_ids(folder)]
     assert len(ids) == len(set(ids)) and {"ninjaone", "sentinelone", "veeam_agent"} <= set(ids)
 
 
