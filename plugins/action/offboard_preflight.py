@@ -146,8 +146,9 @@ def validate_products(hv: Mapping[str, Any], catalogs: Mapping[str, str]) -> tup
     ids = offboard_products.catalog_ids
     owner = {product: role for role, folder in catalogs.items() for product in ids(folder)}
     known = ", ".join(sorted(owner)) or "none (no agent role with a catalog in this project)"
-    sources: list[tuple[str, Any, str | None, bool]] = [
-        (offboard_products.NEW, hv.get(offboard_products.NEW), None, False)
+    # (name, value, the role an old input was for, its warning, bare ids allowed: the old lists of names)
+    sources: list[tuple[str, Any, str | None, str, bool]] = [
+        (offboard_products.NEW, hv.get(offboard_products.NEW), None, "", False)
     ]
     for var, key, role in offboard_products.LEGACY:
         sources.append(
@@ -155,17 +156,17 @@ def validate_products(hv: Mapping[str, Any], catalogs: Mapping[str, str]) -> tup
                 offboard_products.legacy_name(var, key),
                 offboard_products.legacy_value(hv, var, key),
                 role,
-                bool(key),
+                offboard_products.legacy_warning(var, key),
+                key is not None,
             )
         )
     seen: list[str] = []
     warnings: list[str] = []
-    for name, value, role, names_allowed in sources:
+    for name, value, role, warning, names_allowed in sources:
         if value is None:
             continue
-        if role is not None:
-            var, _, key = name.partition(".")
-            warnings.append(offboard_products.legacy_warning(var, key or None))
+        if warning:
+            warnings.append(warning)
         if not isinstance(value, list):
             raise PreflightError(f"{name} must be a list of {{product: <id>, instances: [...]}}")
         for index, raw in enumerate(value):
@@ -321,7 +322,7 @@ def phase_problems(hv: Mapping[str, Any], phases: list[str]) -> tuple[list[str],
 
 
 def agents_problems(
-    hv: Mapping[str, Any], catalogs: Mapping[str, Mapping[str, Any]]
+    hv: Mapping[str, Any], catalogs: Mapping[str, str]
 ) -> tuple[list[str], list[str], list[str]]:
     """One host's agents-phase values: (invalid values, the MSP's product ids, warnings).
 
