@@ -13,12 +13,27 @@ tests, and with those preloaded, a quarter of the rest to importing community.do
 connection. This callback loads both in the controller when each play starts, so every worker forks
 with them already in memory. The measured effect is in docs/evidence.md (Performance).
 
+The project's own filters (offboard.msp.*, called by FQCN) are not among those `all()` loads: a
+worker whose template names one imported all of the collection's filter files, in every worker again.
+They are imported here too, under the module names Ansible's loader gives them, so the loader finds them
+in sys.modules.
+
+Before each task's workers fork, the controller's objects are moved out of the cyclic garbage
+collector's reach (`gc.freeze()`, the use Python's gc documentation describes for fork without exec):
+a collection in a worker would otherwise visit, and so copy, every page of the controller's heap it
+inherited. Frozen objects are still freed by reference counting; only cycles that were garbage at the
+moment of a freeze stay until the run ends (`gc.unfreeze()` when the playbook's stats arrive).
+
 Nothing else changes: the same plugins are loaded from the same paths in the same way, only earlier
 and once; a plugin that fails to load fails the same way (in the worker that uses it). Enabled in
 ansible.cfg.
 """
 
 from __future__ import annotations
+
+import gc
+import importlib
+import pkgutil
 
 from ansible import constants as C
 from ansible.plugins.callback import CallbackBase
@@ -31,7 +46,9 @@ short_description: Load filter, test and connection plugins in the controller so
 description:
   - At the start of each play, loads every filter and test plugin, and the connection plugins the
     play's hosts name in the inventory, which Ansible would otherwise load again in each worker
-    process (one per task and host).
+    process (one per task and host), and this collection's own filter and test files.
+  - Before each task, freezes the controller's objects for the cyclic garbage collector (gc.freeze), so
+    the workers forked for that task do not copy the controller's memory by collecting it.
   - Changes no output and no results; only where and how often the plugins are imported.
 """
 
@@ -53,6 +70,7 @@ class CallbackModule(CallbackBase):
                     pass
             except Exception:
                 continue
+        _import_own_jinja_plugins()
         try:
             names = _connections_of(play)
         except Exception:
@@ -62,6 +80,39 @@ class CallbackModule(CallbackBase):
                 connection_loader.get(name, class_only=True)
             except Exception:
                 continue
+
+    def v2_playbook_on_task_start(self, task, is_conditional) -> None:
+        # Sent by the strategy before it forks this task's worker for each host.
+        gc.freeze()
+
+    def v2_playbook_on_handler_task_start(self, task) -> None:
+        gc.freeze()
+
+    def v2_playbook_on_stats(self, stats) -> None:
+        gc.unfreeze()
+
+
+def _import_own_jinja_plugins() -> None:
+    """This collection's filter and test files (the roles call them by FQCN, offboard.msp.*). `all()`
+    covers only the builtin and configured plugin paths; a collection's files are loaded in the worker
+    whose template names one of their filters (all of the collection's filter files, since any of them may
+    define it), in every worker again. Imported here under the module names Ansible's loader gives them,
+    the loader finds them already in sys.modules in every worker."""
+    own = __name__.rpartition(".plugins.")[0]  # ansible_collections.offboard.msp
+    if not own.startswith("ansible_collections."):
+        return  # loaded from a plain path, not as the collection: nothing to share
+    for kind in ("filter", "test"):
+        try:
+            package = importlib.import_module(f"{own}.plugins.{kind}")
+        except ImportError:
+            continue
+        for info in pkgutil.iter_modules(package.__path__, prefix=f"{package.__name__}."):
+            if info.ispkg:
+                continue
+            try:
+                importlib.import_module(info.name)
+            except Exception:
+                continue  # the worker that needs it reports the failure, as before
 
 
 def _connections_of(play) -> set[str]:

@@ -4,16 +4,24 @@ A real ansible-playbook run on a throw-away project: two hosts on a connection p
 (local, renamed), three tasks that use a filter of the project; both plugins' modules write the
 importing process's pid to a file. Without the callback every worker (one per task and host) imports
 them; with it, exactly one process does, the same one for both.
+
+The same for a filter that the collection holding the callback ships and the tasks call by FQCN (as the
+roles call offboard.msp.*): the callback is copied into a throw-away collection beside such a filter.
+And the garbage collector: frozen before each task's workers fork, unfrozen at the end.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,3 +122,37 @@ def test_without_preload_every_worker_imports_the_plugins(project):
 def test_with_preload_one_process_imports_them_and_workers_inherit(project):
     filters, connections = _importing_pids(project, "offboard_preload")
     assert len(filters) == 1 and connections == filters
+
+
+def test_with_preload_the_collections_own_filters_are_imported_once(project):
+    """A filter of the collection the callback belongs to, called by FQCN: `all()` does not load it."""
+    own = project / "collections/ansible_collections/preloadtest/conn/plugins"
+    (own / "filter").mkdir()
+    (own / "filter" / "marker.py").write_text(FILTER.replace("preload_echo", "own_echo"))
+    (own / "callback").mkdir()
+    shutil.copy(REPO / "plugins/callback/offboard_preload.py", own / "callback" / "offboard_preload.py")
+    play = project / "play.yml"
+    play.write_text(PLAYBOOK.replace("| preload_echo", "| preloadtest.conn.own_echo"))
+    (project / "filter_plugins" / "preload_marker.py").unlink()
+
+    filters, _connections = _importing_pids(project, "")
+    assert len(filters) == 6  # without it: each worker imports the collection's filter file again
+    filters, connections = _importing_pids(project, "preloadtest.conn.offboard_preload")
+    assert len(filters) == 1 and connections == filters
+
+
+def test_the_collector_is_frozen_before_each_task_and_thawed_at_the_end():
+    preload = load_module("offboard_preload_gc", "plugins/callback/offboard_preload.py")
+    callback = preload.CallbackModule()
+    try:
+        gc.unfreeze()
+        assert gc.get_freeze_count() == 0
+        callback.v2_playbook_on_task_start(task=None, is_conditional=False)
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()
+        callback.v2_playbook_on_handler_task_start(task=None)
+        assert gc.get_freeze_count() > 0
+        callback.v2_playbook_on_stats(stats=None)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
