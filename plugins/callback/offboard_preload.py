@@ -11,7 +11,8 @@ them with it.
 py-spy of the workers on one lab machine: about a third of their CPU went to loading the filters and
 tests, and with those preloaded, a quarter of the rest to importing community.docker's docker_api
 connection. This callback loads both in the controller when each play starts, so every worker forks
-with them already in memory. The measured effect is in docs/evidence.md (Performance).
+with them already in memory. The measured effect is in docs/evidence.md (Performance); for the
+collection's own filters and the collector freeze below, in docs/performance.md (fifth round).
 
 The project's own filters (offboard.msp.*, called by FQCN) are not among those `all()` loads: a
 worker whose template names one imported all of the collection's filter files, in every worker again.
